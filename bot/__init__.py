@@ -1,0 +1,1 @@
+"""The chatbot application: settings, CLI, composition root, ChatService and the chat adapters."""

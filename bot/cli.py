@@ -1,0 +1,136 @@
+"""The `chatbot` command: run, chat, reply, train, eval and bench."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from bot.settings import Settings, SettingsError, load_settings
+from core_model.checkpoint import CheckpointError
+from core_model.config import DecodeConfig, ModelConfig, TrainConfig
+from core_model.corpora import CorpusError
+from core_model.presets import PRESETS
+
+def _add_decode_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("decoding (defaults come from the settings)")
+    group.add_argument("--strategy", choices=["greedy", "beam", "sample"])
+    group.add_argument("--beam", type=int, dest="beam_width", metavar="WIDTH")
+    group.add_argument("--length-penalty", type=float)
+    group.add_argument("--min-length", type=int)
+    group.add_argument("--max-length", type=int)
+    group.add_argument("--no-repeat-ngram", type=int, metavar="N")
+    group.add_argument("--block-prompt-ngram", type=int, metavar="N")
+    group.add_argument("--temperature", type=float)
+    group.add_argument("--top-k", type=int)
+    group.add_argument("--top-p", type=float)
+    group.add_argument("--seed", type=int)
+
+def decode_config(args: argparse.Namespace, settings: Settings) -> DecodeConfig:
+    config = settings.decode_config()
+    names = ("strategy", "beam_width", "length_penalty", "min_length", "max_length", "no_repeat_ngram",
+             "block_prompt_ngram", "temperature", "top_k", "top_p", "seed")
+    overrides = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    return replace(config, **overrides)
+
+def add_train_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", nargs="+", type=Path, required=True, metavar="FILE",
+                        help="training pairs: .tsv (prompt, reply[, context]), .csv (Q,A) or .yml")
+    parser.add_argument("--valid", nargs="+", type=Path, metavar="FILE",
+                        help="validation pairs (default: a 5%% seeded hold-out of --data)")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="default")
+    parser.add_argument("--hidden", type=int, dest="hidden_size")
+    parser.add_argument("--embedding", type=int, dest="embedding_dim")
+    parser.add_argument("--layers", type=int, dest="num_layers")
+    parser.add_argument("--vocab", type=int, dest="vocab_size")
+    parser.add_argument("--cell", choices=["gru", "lstm"])
+    parser.add_argument("--attention", choices=["general", "dot", "additive"])
+    parser.add_argument("--dropout", type=float)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--lr", type=float, dest="learning_rate")
+    parser.add_argument("--epochs", type=int, dest="max_epochs")
+    parser.add_argument("--max-seconds", type=float)
+    parser.add_argument("--max-steps", type=int)
+    parser.add_argument("--threads", type=int)
+    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                        help="bf16 autocast (default: when the CPU supports it natively)")
+    parser.add_argument("--train-seed", type=int, dest="train_seed")
+
+def train_configs(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
+    model, training = PRESETS[args.preset]
+    pick = lambda names: {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}  # noqa: E731
+    model = replace(model, **pick(("hidden_size", "embedding_dim", "num_layers", "vocab_size", "cell",
+                                   "attention", "dropout")))
+    training = replace(training, **pick(("batch_size", "learning_rate", "max_epochs", "max_seconds",
+                                         "max_steps", "threads", "bf16")))
+    if args.train_seed is not None:
+        training = replace(training, seed=args.train_seed)
+    return model, training
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chatbot", description="A Seq2Seq chatbot for group chats.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("run", help="run the bot (terminal chat when no platform token is set)")
+
+    chat = sub.add_parser("chat", help="chat in the terminal")
+    chat.add_argument("--model", type=Path, help="model folder (default: the active model)")
+    _add_decode_options(chat)
+
+    reply = sub.add_parser("reply", help="read prompts from stdin, one per line; write one reply per line")
+    reply.add_argument("--model", type=Path, required=True)
+    _add_decode_options(reply)
+
+    train = sub.add_parser("train", help="train a model folder")
+    add_train_options(train)
+    train.add_argument("--out", type=Path, required=True, help="model folder to write")
+    train.add_argument("--resume", action="store_true", help="continue a run saved in --out")
+    train.add_argument("--json", action="store_true", help="end with one JSON line of results")
+
+    evaluate = sub.add_parser("eval", help="generate replies for a pair file and score them")
+    evaluate.add_argument("--model", type=Path, required=True)
+    evaluate.add_argument("--data", type=Path, required=True)
+    evaluate.add_argument("--limit", type=int, help="score only the first N pairs")
+    evaluate.add_argument("--json", action="store_true")
+    _add_decode_options(evaluate)
+
+    bench = sub.add_parser("bench", help="measure training or serving speed")
+    bench_sub = bench.add_subparsers(dest="bench", required=True)
+    bench_train = bench_sub.add_parser("train", help="training throughput and GFLOP/s")
+    add_train_options(bench_train)
+    bench_train.set_defaults(preset="tutorial", max_steps=None, max_seconds=None)
+    bench_train.add_argument("--steps", type=int, default=30, help="timed steps after warm-up")
+    bench_train.add_argument("--json", action="store_true")
+    bench_infer = bench_sub.add_parser("infer", help="reply latency, batching throughput, memory")
+    bench_infer.add_argument("--model", type=Path, help="model folder (default: the active model)")
+    bench_infer.add_argument("--concurrency", type=int, default=64)
+    bench_infer.add_argument("--prompts", type=Path, help="a pair file to take prompts from")
+    bench_infer.add_argument("--json", action="store_true")
+    return parser
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        logging.basicConfig(level="INFO" if args.verbose else settings.log_level,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        from bot import commands_cli  # torch is imported only once the arguments are known good
+
+        return commands_cli.dispatch(args, settings)
+    except (SettingsError, CorpusError, CheckpointError, ValueError, OSError) as error:
+        print(f"chatbot: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+def emit_json(result: dict[str, object]) -> None:
+    print(json.dumps(result, ensure_ascii=False, default=str), flush=True)
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+__all__ = ["main", "emit_json", "asyncio"]

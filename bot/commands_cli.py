@@ -1,0 +1,95 @@
+"""What each `chatbot` subcommand does, once its arguments are parsed."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from bot.cli import decode_config, emit_json, train_configs
+from bot.progress import progress_callbacks
+from bot.settings import Settings
+from core_model import checkpoint
+from core_model.corpora import load_pairs
+from core_model.engine import InferenceEngine
+from core_model.pipeline import fit, split_validation
+
+
+def dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    handlers = {"run": run, "chat": chat, "reply": reply, "train": train, "eval": evaluate, "bench": bench}
+    return handlers[args.command](args, settings)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.app import run_app
+
+    return asyncio.run(run_app(settings))
+
+
+def chat(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.app import run_console
+
+    return asyncio.run(run_console(settings, args.model, decode_config(args, settings)))
+
+
+def reply(args: argparse.Namespace, settings: Settings) -> int:
+    engine = InferenceEngine.from_dir(args.model, decode_config(args, settings), threads=settings.torch_threads)
+
+    async def answer_all() -> None:
+        # Lines are read and answered in order; the engine batches whatever is in flight.
+        lines = sys.stdin.read().splitlines()
+        replies = await asyncio.gather(*(engine.reply(line) for line in lines))
+        for text in replies:
+            print(text.replace("\n", " "), flush=False)
+        sys.stdout.flush()
+        await engine.close()
+
+    asyncio.run(answer_all())
+    return 0
+
+
+def train(args: argparse.Namespace, settings: Settings) -> int:
+    model_config, train_config = train_configs(args)
+    pairs = load_pairs(args.data)
+    if args.valid:
+        train_pairs, valid_pairs = pairs, load_pairs(args.valid)
+    else:
+        train_pairs, valid_pairs = split_validation(pairs)
+    result = fit(train_pairs, valid_pairs, model_config, train_config, args.out,
+                 progress_callbacks(), resume=args.resume)
+    metrics = {"out": str(result.out), **result.metrics()}
+    if args.json:
+        emit_json(metrics)
+    else:
+        print(f"saved {result.out} (valid {result.result.valid_bits_per_char:.3f} bits/char, "
+              f"{result.result.target_chars_per_s:.0f} reply chars/s)")
+    return 0
+
+
+def evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    from core_model.evaluation import evaluate_model
+
+    result = evaluate_model(args.model, args.data, decode_config(args, settings), limit=args.limit)
+    if args.json:
+        emit_json(result)
+    else:
+        for key, value in result.items():
+            print(f"{key:>16}: {value:.4g}" if isinstance(value, float) else f"{key:>16}: {value}")
+    return 0
+
+
+def bench(args: argparse.Namespace, settings: Settings) -> int:
+    from bot import benchmarking
+
+    if args.bench == "train":
+        result = benchmarking.bench_train(args)
+    else:
+        model = args.model or settings.active_model_dir
+        result = benchmarking.bench_infer(model, settings.decode_config(), args.concurrency, args.prompts)
+    if args.json:
+        emit_json(result)
+    else:
+        for key, value in result.items():
+            print(f"{key:>26}: {value}")
+    return 0

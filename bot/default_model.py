@@ -1,0 +1,33 @@
+"""The bundled default model: trained on the chatterbot-corpus dialogues the first time it is needed."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from bot.progress import progress_callbacks
+from core_model import checkpoint
+from core_model.corpora import bundled_corpus
+from core_model.pipeline import fit, split_validation
+from core_model.presets import PRESETS
+
+log = logging.getLogger(__name__)
+
+
+def ensure_default_model(path: Path, seconds: float, threads: int | None = None) -> Path:
+    """Return path, training the default model into it first when it is missing or unreadable."""
+    try:
+        checkpoint.load(path)
+        return path
+    except checkpoint.CheckpointError as error:
+        if path.exists():
+            log.warning("default model unusable (%s); training it again", error)
+    print(f"No model yet: training the default model on the bundled corpus (about {seconds:.0f} s).",
+          file=sys.stderr)
+    model_config, train_config = PRESETS["default"]
+    train_config = replace(train_config, max_seconds=seconds, threads=threads, patience=1000)
+    train_pairs, valid_pairs = split_validation(bundled_corpus())
+    fit(train_pairs, valid_pairs, model_config, train_config, path, progress_callbacks())
+    return path

@@ -1,0 +1,100 @@
+"""Turning pairs into token-id examples and length-bucketed, padded batches."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from core_model.config import ModelConfig
+from core_model.corpora import Pair
+from core_model.tokenizer import EOS_ID, GO_ID, PAD_ID, SEP_ID, Tokenizer
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    source: list[int]  # context <sep> prompt, truncated to its last max_source_tokens
+    target: list[int]  # reply ids followed by <eos>
+    reply_chars: int  # characters of the reply the target encodes (for chars/s and bits/char)
+
+
+@dataclass(frozen=True)
+class Batch:
+    src: Tensor  # [B, S]
+    src_lengths: Tensor  # [B]
+    tgt_in: Tensor  # [B, T]  <go> + reply
+    targets: Tensor  # [B, T]  reply + <eos>
+    reply_chars: int
+    target_tokens: int
+
+
+def source_ids(tokenizer: Tokenizer, prompt: str, context: str, limit: int) -> list[int]:
+    ids = tokenizer.encode(prompt)
+    if context:
+        ids = tokenizer.encode(context) + [SEP_ID] + ids
+    return ids[-limit:]
+
+
+def encode_pairs(pairs: Sequence[Pair], tokenizer: Tokenizer, config: ModelConfig) -> list[Example]:
+    """Pairs whose prompt or reply encodes to nothing are dropped."""
+    prompts = tokenizer.encode_batch([p.prompt for p in pairs])
+    replies = tokenizer.encode_batch([p.reply for p in pairs])
+    contexts = tokenizer.encode_batch([p.context for p in pairs])
+    keep = config.max_target_tokens - 1
+    examples = []
+    for pair, prompt, reply, context in zip(pairs, prompts, replies, contexts, strict=True):
+        if not prompt or not reply:
+            continue
+        source = (context + [SEP_ID] + prompt if context else prompt)[-config.max_source_tokens :]
+        chars = len(pair.reply) if len(reply) <= keep else len(tokenizer.decode(reply[:keep]))
+        examples.append(Example(source, reply[:keep] + [EOS_ID], chars))
+    return examples
+
+
+def collate(examples: Sequence[Example]) -> Batch:
+    B = len(examples)
+    S = max(len(e.source) for e in examples)
+    T = max(len(e.target) for e in examples)
+    src = torch.full((B, S), PAD_ID, dtype=torch.long)
+    tgt_in = torch.full((B, T), PAD_ID, dtype=torch.long)
+    targets = torch.full((B, T), PAD_ID, dtype=torch.long)
+    for row, e in enumerate(examples):
+        src[row, : len(e.source)] = torch.tensor(e.source)
+        tgt_in[row, 0] = GO_ID
+        tgt_in[row, 1 : len(e.target)] = torch.tensor(e.target[:-1])
+        targets[row, : len(e.target)] = torch.tensor(e.target)
+    lengths = torch.tensor([len(e.source) for e in examples])
+    return Batch(
+        src,
+        lengths,
+        tgt_in,
+        targets,
+        reply_chars=sum(e.reply_chars for e in examples),
+        target_tokens=sum(len(e.target) for e in examples),
+    )
+
+
+def make_batches(
+    examples: Sequence[Example], batch_size: int, *, shuffle: bool, seed: int = 0
+) -> list[Batch]:
+    """Similar lengths share a batch (little padding); batch order is shuffled when asked."""
+    rng = random.Random(seed)
+    order = list(range(len(examples)))
+    if shuffle:
+        rng.shuffle(order)
+    # Sort inside large windows only, so that epochs still differ in which pairs meet.
+    window = batch_size * 50
+    batches = []
+    for start in range(0, len(order), window):
+        chunk = sorted(
+            order[start : start + window],
+            key=lambda i: (len(examples[i].target), len(examples[i].source)),
+        )
+        for b in range(0, len(chunk), batch_size):
+            batches.append(collate([examples[i] for i in chunk[b : b + batch_size]]))
+    if shuffle:
+        rng.shuffle(batches)
+    return batches

@@ -1,0 +1,83 @@
+"""Typed configuration shared by every module of core_model; derive variants with dataclasses.replace."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+Cell = Literal["gru", "lstm"]
+AttentionScore = Literal["general", "dot", "additive"]
+Strategy = Literal["greedy", "beam", "sample"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of the encoder-decoder network; saved as config.json next to the weights."""
+
+    vocab_size: int = 8000
+    embedding_dim: int = 256
+    hidden_size: int = 512  # encoder output size (split across the two directions) and decoder size
+    num_layers: int = 2
+    cell: Cell = "gru"
+    attention: AttentionScore = "general"
+    dropout: float = 0.2
+    max_source_tokens: int = 64  # longer inputs keep their last tokens (the most recent words)
+    max_target_tokens: int = 48
+
+    def __post_init__(self) -> None:
+        if self.hidden_size % 2:
+            raise ValueError("hidden_size must be even (it is split across the two encoder directions)")
+        if self.cell not in ("gru", "lstm"):
+            raise ValueError(f"cell must be 'gru' or 'lstm', not {self.cell!r}")
+        if self.attention not in ("general", "dot", "additive"):
+            raise ValueError(f"unknown attention {self.attention!r}")
+        if self.attention == "dot" and self.embedding_dim <= 0:
+            raise ValueError("embedding_dim must be positive")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown model settings: {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train: batch, schedule, budget, regularisation and numerics."""
+
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 200
+    min_lr_ratio: float = 0.05  # cosine decay ends at this share of the peak rate
+    label_smoothing: float = 0.1
+    grad_clip: float = 1.0
+    max_epochs: int = 100
+    max_steps: int | None = None
+    max_seconds: float | None = None
+    patience: int = 3  # epochs without a better validation loss before stopping
+    bf16: bool | None = None  # None: use bf16 autocast when the CPU has native bf16 support
+    threads: int | None = None
+    seed: int = 1234
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """How replies are generated from the model's distributions."""
+
+    strategy: Strategy = "beam"
+    beam_width: int = 5
+    length_penalty: float = 1.0  # GNMT alpha: 0 favours short replies, larger favours longer
+    min_length: int = 1
+    max_length: int = 40
+    no_repeat_ngram: int = 3  # 0 disables blocking of repeated n-grams within a reply
+    block_prompt_ngram: int = 0  # n-grams of the prompt the reply may not copy; 0 disables
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    seed: int | None = None

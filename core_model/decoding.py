@@ -1,0 +1,175 @@
+"""Reply generation on token ids, batched over prompts: greedy, beam search and sampling.
+
+Every strategy applies the same constraints (minimum length, no repeated n-gram within the reply,
+no n-gram copied from the prompt), so beam search of width 1 equals greedy decoding.
+An empty source (a prompt that tokenizes to nothing) gets an empty reply without running the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from core_model.config import DecodeConfig
+from core_model.model import Memory, Seq2Seq, State, _map_state
+from core_model.tokenizer import EOS_ID, GO_ID, PAD_ID, SPECIAL_TOKENS
+
+NEG_INF = float("-inf")
+_NEVER = [i for i in range(len(SPECIAL_TOKENS)) if i != EOS_ID]  # <pad> <go> <unk> <sep>
+
+
+@torch.inference_mode()
+def generate(model: Seq2Seq, sources: Sequence[Sequence[int]], config: DecodeConfig) -> list[list[int]]:
+    """One reply per source, as ids without <go> or <eos>."""
+    replies: list[list[int]] = [[] for _ in sources]
+    live = [i for i, source in enumerate(sources) if source]
+    if not live:
+        return replies
+    limit = model.config.max_source_tokens
+    src = _pad([list(sources[i])[-limit:] for i in live])  # [B, S]
+    lengths = (src != PAD_ID).sum(dim=1)  # [B]
+    memory, state = model.encode(src, lengths)
+    max_length = min(config.max_length, model.config.max_target_tokens)
+    if config.strategy == "beam" and config.beam_width > 1:
+        outputs = _beam(model, memory, state, src, config, max_length)
+    else:
+        outputs = _step_by_step(model, memory, state, src, config, max_length)
+    for index, output in zip(live, outputs, strict=True):
+        replies[index] = output
+    return replies
+
+
+def _pad(rows: Sequence[Sequence[int]]) -> Tensor:
+    out = torch.full((len(rows), max(len(r) for r in rows)), PAD_ID, dtype=torch.long)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+    return out
+
+
+def _constrain(scores: Tensor, generated: Tensor, prompts: Tensor, config: DecodeConfig) -> None:
+    """In place: forbid special tokens, an early <eos>, repeated n-grams and n-grams of the prompt.
+
+    scores [R, V], generated [R, t] (the reply so far), prompts [R, S] (each row's source).
+    """
+    scores[:, _NEVER] = NEG_INF
+    t = generated.size(1)
+    if t < config.min_length:
+        scores[:, EOS_ID] = NEG_INF
+    for n, history in ((config.no_repeat_ngram, generated), (config.block_prompt_ngram, prompts)):
+        if n <= 0 or t < n - 1 or history.size(1) < n:
+            continue
+        windows = history.unfold(1, n, 1)  # [R, W, n]
+        prefix = generated[:, t - (n - 1) :]  # [R, n-1]
+        match = (windows[:, :, :-1] == prefix.unsqueeze(1)).all(dim=-1)  # [R, W]
+        rows, cols = match.nonzero(as_tuple=True)
+        scores[rows, windows[rows, cols, -1]] = NEG_INF
+
+
+def _strip(row: list[int]) -> list[int]:
+    for end, token in enumerate(row):
+        if token in (EOS_ID, PAD_ID):
+            return row[:end]
+    return row
+
+
+def _step_by_step(
+    model: Seq2Seq, memory: Memory, state: State, src: Tensor, config: DecodeConfig, max_length: int
+) -> list[list[int]]:
+    """Greedy (argmax) or sampling (temperature, top-k, top-p), one token per step for all rows."""
+    B = src.size(0)
+    generator = None
+    if config.strategy == "sample" and config.seed is not None:
+        generator = torch.Generator().manual_seed(config.seed)
+    tokens = torch.full((B,), GO_ID, dtype=torch.long)
+    generated = torch.empty((B, 0), dtype=torch.long)
+    finished = torch.zeros(B, dtype=torch.bool)
+    for _ in range(max_length):
+        logits, state = model.decode_step(tokens, state, memory)  # [B, V]
+        logits = logits.float()
+        _constrain(logits, generated, src, config)
+        if config.strategy == "sample":
+            tokens = _sample(logits, config, generator)
+        else:
+            tokens = logits.argmax(dim=-1)  # [B]
+        tokens = tokens.masked_fill(finished, PAD_ID)
+        generated = torch.cat([generated, tokens.unsqueeze(1)], dim=1)  # [B, t+1]
+        finished |= tokens == EOS_ID
+        if bool(finished.all()):
+            break
+    return [_strip(row) for row in generated.tolist()]
+
+
+def _sample(logits: Tensor, config: DecodeConfig, generator: torch.Generator | None) -> Tensor:
+    logits = logits / max(config.temperature, 1e-5)  # [B, V]
+    if config.top_k > 0:
+        kth = logits.topk(min(config.top_k, logits.size(-1)), dim=-1).values[:, -1:]  # [B, 1]
+        logits = logits.masked_fill(logits < kth, NEG_INF)
+    if config.top_p < 1.0:
+        ordered, order = logits.sort(dim=-1, descending=True)  # [B, V]
+        probs = ordered.softmax(dim=-1)
+        drop = probs.cumsum(dim=-1) - probs > config.top_p  # keeps at least the top token
+        logits = logits.scatter(1, order, ordered.masked_fill(drop, NEG_INF))
+    return torch.multinomial(logits.softmax(dim=-1), 1, generator=generator).squeeze(1)  # [B]
+
+
+def _length_penalty(length: int, alpha: float) -> float:
+    """GNMT's ((5 + length) / 6) ** alpha: scores are divided by it, so alpha > 0 favours longer replies."""
+    return ((5 + length) / 6) ** alpha
+
+
+def _beam(
+    model: Seq2Seq, memory: Memory, state: State, src: Tensor, config: DecodeConfig, max_length: int
+) -> list[list[int]]:
+    B, K = src.size(0), config.beam_width
+    expand = torch.arange(B).repeat_interleave(K)  # [B*K]: row r follows prompt r // K
+    memory = memory.select(expand)
+    state = _map_state(state, lambda s: s.index_select(1, expand))
+    prompts = src[expand]  # [B*K, S]
+    scores = torch.full((B, K), NEG_INF)
+    scores[:, 0] = 0.0  # all beams start identical: keep one so the first step gives K distinct ones
+    tokens = torch.full((B * K,), GO_ID, dtype=torch.long)
+    generated = torch.empty((B * K, 0), dtype=torch.long)
+    hypotheses: list[list[tuple[float, list[int]]]] = [[] for _ in range(B)]
+    done = [False] * B
+    for step in range(max_length):
+        logits, state = model.decode_step(tokens, state, memory)  # [B*K, V]
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        _constrain(logp, generated, prompts, config)
+        V = logp.size(-1)
+        candidates = (scores.view(-1, 1) + logp).view(B, K * V)  # [B, K*V]
+        top_scores, top_ids = candidates.topk(2 * K, dim=-1)  # [B, 2K]
+        penalty = _length_penalty(step + 1, config.length_penalty)
+        next_scores = torch.full((B, K), NEG_INF)
+        next_beams = torch.zeros((B, K), dtype=torch.long)
+        next_tokens = torch.full((B, K), PAD_ID, dtype=torch.long)
+        history = generated.tolist()
+        for b, (row_scores, row_ids) in enumerate(zip(top_scores.tolist(), top_ids.tolist(), strict=True)):
+            if done[b]:
+                continue
+            kept = 0
+            for score, flat in zip(row_scores, row_ids, strict=True):
+                if score == NEG_INF or kept == K:
+                    break
+                beam, token = divmod(flat, V)
+                if token == EOS_ID:
+                    hypotheses[b].append((score / penalty, history[b * K + beam]))
+                else:
+                    next_scores[b, kept], next_beams[b, kept], next_tokens[b, kept] = score, beam, token
+                    kept += 1
+            done[b] = len(hypotheses[b]) >= K or kept == 0
+        if all(done):
+            break
+        reorder = (torch.arange(B).unsqueeze(1) * K + next_beams).view(-1)  # [B*K]
+        generated = torch.cat([generated[reorder], next_tokens.view(-1, 1)], dim=1)  # [B*K, t+1]
+        state = _map_state(state, lambda s: s.index_select(1, reorder))
+        tokens = next_tokens.view(-1)
+        scores = next_scores
+    else:
+        penalty = _length_penalty(max_length, config.length_penalty)
+        history = generated.tolist()
+        for b in range(B):
+            if not done[b]:
+                hypotheses[b] += [(float(s) / penalty, history[b * K + k]) for k, s in enumerate(scores[b]) if s > NEG_INF]
+    return [_strip(max(h, key=lambda item: item[0])[1]) if h else [] for h in hypotheses]

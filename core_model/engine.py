@@ -1,0 +1,155 @@
+"""The inference engine: owns the live model and decodes concurrent requests in micro-batches.
+
+Callers on an asyncio loop `await engine.reply(...)`; requests that arrive within `max_wait_ms`
+of each other are decoded as one batch on a worker thread, so the event loop never runs torch.
+`swap()` loads a new model folder and replaces the live one between batches: a batch that has
+started finishes on the model it started with, and no request is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from core_model import checkpoint
+from core_model.batching import source_ids
+from core_model.checkpoint import LoadedModel
+from core_model.config import DecodeConfig
+from core_model.decoding import generate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Request:
+    prompt: str
+    context: str
+    decode: DecodeConfig
+    future: asyncio.Future[str]
+    loop: asyncio.AbstractEventLoop
+    queued_at: float = field(default_factory=time.perf_counter)
+
+
+@dataclass
+class EngineStats:
+    batches: int = 0
+    replies: int = 0
+    largest_batch: int = 0
+    swaps: int = 0
+
+
+_STOP = object()
+
+
+class InferenceEngine:
+    def __init__(self, loaded: LoadedModel, decode: DecodeConfig | None = None, *, max_batch: int = 64,
+                 max_wait_ms: float = 2.0, threads: int | None = None) -> None:
+        self._live = loaded
+        self.decode = decode or DecodeConfig()
+        self.max_batch = max_batch
+        self.max_wait = max_wait_ms / 1000
+        self.threads = threads
+        self.stats = EngineStats()
+        self._queue: queue.Queue[_Request | object] = queue.Queue()
+        self._worker: threading.Thread | None = None
+
+    @classmethod
+    def from_dir(cls, path: Path | str, decode: DecodeConfig | None = None, **options: object) -> InferenceEngine:
+        return cls(checkpoint.load(path), decode, **options)  # type: ignore[arg-type]
+
+    @property
+    def model_path(self) -> Path:
+        return self._live.path
+
+    @property
+    def metrics(self) -> dict[str, object]:
+        return self._live.metrics
+
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
+    def start(self) -> None:
+        if self._worker is None:
+            self._worker = threading.Thread(target=self._run, name="inference", daemon=True)
+            self._worker.start()
+
+    async def reply(self, prompt: str, context: str = "", decode: DecodeConfig | None = None) -> str:
+        """The model's reply to prompt ("" when the prompt has no tokens at all)."""
+        self.start()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[str] = loop.create_future()
+        self._queue.put(_Request(prompt, context, decode or self.decode, future, loop))
+        return await future
+
+    async def swap(self, path: Path | str) -> None:
+        """Load the model folder off the loop, then make it live for every later batch."""
+        loaded = await asyncio.to_thread(checkpoint.load, path)
+        self._live = loaded  # one reference assignment: the worker reads it once per batch
+        self.stats.swaps += 1
+        log.info("model swapped to %s", loaded.path)
+
+    async def close(self) -> None:
+        """Finish what is queued, then stop the worker."""
+        if self._worker is not None:
+            self._queue.put(_STOP)
+            await asyncio.to_thread(self._worker.join)
+            self._worker = None
+
+    def _run(self) -> None:
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is _STOP:
+                break
+            batch = [first]
+            deadline = time.perf_counter() + self.max_wait
+            while len(batch) < self.max_batch:
+                try:
+                    item = self._queue.get(timeout=max(deadline - time.perf_counter(), 0))
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stopping = True
+                    break
+                batch.append(item)
+            self._decode([r for r in batch if isinstance(r, _Request)])
+
+    def _decode(self, requests: list[_Request]) -> None:
+        live = self._live
+        groups: dict[DecodeConfig, list[_Request]] = defaultdict(list)
+        for request in requests:
+            groups[request.decode].append(request)
+        for decode, group in groups.items():
+            try:
+                limit = live.model.config.max_source_tokens
+                sources = [source_ids(live.tokenizer, r.prompt, r.context, limit) for r in group]
+                replies = [live.tokenizer.decode(ids) for ids in generate(live.model, sources, decode)]
+            except Exception as error:  # a decoding bug must fail these requests, not the worker
+                log.exception("decoding failed for a batch of %d", len(group))
+                for request in group:
+                    request.loop.call_soon_threadsafe(_settle, request.future, None, error)
+                continue
+            for request, text in zip(group, replies, strict=True):
+                request.loop.call_soon_threadsafe(_settle, request.future, text, None)
+        self.stats.batches += 1
+        self.stats.replies += len(requests)
+        self.stats.largest_batch = max(self.stats.largest_batch, len(requests))
+
+
+def _settle(future: asyncio.Future[str], text: str | None, error: BaseException | None) -> None:
+    if future.done():  # the caller gave up (cancelled); nothing to deliver
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(text or "")

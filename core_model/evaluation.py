@@ -1,0 +1,48 @@
+"""Score a model on a pair file: generated-reply quality, teacher-forced bits/char, latency."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from core_model import checkpoint
+from core_model.batching import encode_pairs, make_batches, source_ids
+from core_model.config import DecodeConfig
+from core_model.corpora import load_pairs
+from core_model.decoding import generate
+from core_model.metrics import reply_quality
+from core_model.numerics import use_bf16
+from core_model.training import evaluate
+
+BATCH = 64
+LATENCY_SAMPLE = 50
+
+
+def evaluate_model(model_dir: Path, data: Path, decode: DecodeConfig, limit: int | None = None) -> dict[str, Any]:
+    loaded = checkpoint.load(model_dir)
+    model, tokenizer = loaded.model, loaded.tokenizer
+    pairs = load_pairs([data])[:limit]
+    if not pairs:
+        raise ValueError(f"{data}: no pairs to evaluate")
+    limit_tokens = model.config.max_source_tokens
+    sources = [source_ids(tokenizer, p.prompt, p.context, limit_tokens) for p in pairs]
+    replies: list[str] = []
+    for start in range(0, len(sources), BATCH):
+        ids = generate(model, sources[start : start + BATCH], decode)
+        replies.extend(tokenizer.decode(r) for r in ids)
+    latencies = []
+    for source in sources[:LATENCY_SAMPLE]:
+        began = time.perf_counter()
+        generate(model, [source], decode)
+        latencies.append((time.perf_counter() - began) * 1000)
+    _, bits_per_char = evaluate(model, make_batches(encode_pairs(pairs, tokenizer, model.config), BATCH,
+                                                    shuffle=False), use_bf16(None))
+    return {
+        "pairs": len(pairs),
+        **reply_quality(replies, [p.reply for p in pairs]),
+        "bits_per_char": bits_per_char,
+        "reply_p50_ms": statistics.median(latencies),
+        "samples": [{"prompt": p.prompt, "reply": r, "reference": p.reply} for p, r in zip(pairs[:5], replies[:5], strict=False)],
+    }

@@ -1,0 +1,159 @@
+"""The Seq2Seq network: bidirectional RNN encoder, RNN decoder with Luong attention, tied embeddings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from core_model.config import ModelConfig
+from core_model.tokenizer import PAD_ID
+
+# An RNN state: GRU keeps one tensor [L, B, H], LSTM a pair (h, c) of them.
+State = Tensor | tuple[Tensor, Tensor]
+
+
+def _rnn(config: ModelConfig, input_size: int, hidden_size: int, bidirectional: bool) -> nn.RNNBase:
+    cls = nn.GRU if config.cell == "gru" else nn.LSTM
+    return cls(
+        input_size,
+        hidden_size,
+        num_layers=config.num_layers,
+        batch_first=True,
+        bidirectional=bidirectional,
+        dropout=config.dropout if config.num_layers > 1 else 0.0,
+    )
+
+
+def _map_state(state: State, fn) -> State:  # type: ignore[no-untyped-def]
+    return tuple(fn(s) for s in state) if isinstance(state, tuple) else fn(state)  # type: ignore[return-value]
+
+
+@dataclass
+class Memory:
+    """What the decoder attends to, computed once per source batch."""
+
+    values: Tensor  # [B, S, H] encoder outputs
+    keys: Tensor  # [B, S, H] (or [B, S, A] for additive) projected once for attention scoring
+    mask: Tensor  # [B, S] True on real tokens
+
+    def select(self, index: Tensor) -> Memory:
+        """Rows picked (and repeated) by index, e.g. to follow beams."""
+        return Memory(self.values[index], self.keys[index], self.mask[index])
+
+
+class Attention(nn.Module):
+    """Luong attention (general or dot score) or Bahdanau's additive score, over padded memory."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.kind = config.attention
+        size = config.hidden_size
+        if self.kind == "general":
+            self.key_proj = nn.Linear(size, size, bias=False)
+        elif self.kind == "additive":
+            self.key_proj = nn.Linear(size, size, bias=False)
+            self.query_proj = nn.Linear(size, size, bias=True)
+            self.v = nn.Linear(size, 1, bias=False)
+
+    def keys(self, values: Tensor) -> Tensor:
+        return values if self.kind == "dot" else self.key_proj(values)
+
+    def forward(self, query: Tensor, memory: Memory) -> Tensor:
+        """query [B, T, H] -> context [B, T, H]."""
+        if self.kind == "additive":
+            q = self.query_proj(query).unsqueeze(2)  # [B, T, 1, H]
+            k = memory.keys.unsqueeze(1)  # [B, 1, S, H]
+            scores = self.v(torch.tanh(q + k)).squeeze(-1)  # [B, T, S]
+        else:
+            scores = torch.bmm(query, memory.keys.transpose(1, 2))  # [B, T, S]
+        scores = scores.float().masked_fill(~memory.mask.unsqueeze(1), torch.finfo(torch.float32).min)
+        weights = torch.softmax(scores, dim=-1).to(memory.values.dtype)  # [B, T, S]
+        return torch.bmm(weights, memory.values)  # [B, T, H]
+
+
+class Seq2Seq(nn.Module):
+    """forward() returns logits (and the loss when targets are given); decode_step() serves decoding."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        E, H = config.embedding_dim, config.hidden_size
+        self.embedding = nn.Embedding(config.vocab_size, E, padding_idx=PAD_ID)
+        self.dropout = nn.Dropout(config.dropout)
+        # Each direction gets half the size so that their concatenation is H (OpenNMT's "brnn").
+        self.encoder = _rnn(config, E, H // 2, bidirectional=True)
+        self.decoder = _rnn(config, E, H, bidirectional=False)
+        self.attention = Attention(config)
+        self.combine = nn.Linear(2 * H, H)  # Luong's attentional hidden state tanh(W[c; h])
+        self.to_embedding = nn.Linear(H, E)  # logits = to_embedding(h~) @ embedding^T (tied)
+        self.output_bias = nn.Parameter(torch.zeros(config.vocab_size))
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        nn.init.normal_(self.embedding.weight, std=self.config.embedding_dim**-0.5)
+        with torch.no_grad():
+            self.embedding.weight[PAD_ID].zero_()
+        for name, param in self.named_parameters():
+            if "weight_hh" in name:
+                for chunk in param.data.chunk(3 if self.config.cell == "gru" else 4, dim=0):
+                    nn.init.orthogonal_(chunk)
+
+    def encode(self, src: Tensor, src_lengths: Tensor) -> tuple[Memory, State]:
+        """src [B, S] padded ids, src_lengths [B] (all >= 1) -> attention memory, decoder start state."""
+        B, S = src.shape
+        x = self.dropout(self.embedding(src))  # [B, S, E]
+        packed = pack_padded_sequence(x, src_lengths.cpu(), batch_first=True, enforce_sorted=False)
+        packed_out, final = self.encoder(packed)
+        values, _ = pad_packed_sequence(packed_out, batch_first=True, total_length=S)  # [B, S, H]
+        L = self.config.num_layers
+
+        def bridge(s: Tensor) -> Tensor:  # [2L, B, H/2] -> [L, B, H]: both directions side by side
+            s = s.view(L, 2, B, -1)  # [L, 2, B, H/2]
+            return torch.cat([s[:, 0], s[:, 1]], dim=-1).contiguous()  # [L, B, H]
+
+        mask = src != PAD_ID  # [B, S]
+        memory = Memory(values, self.attention.keys(values), mask)
+        return memory, _map_state(final, bridge)
+
+    def decode(self, tokens: Tensor, state: State, memory: Memory) -> tuple[Tensor, State]:
+        """tokens [B, T] (teacher-forced inputs, or T=1 when stepping) -> features [B, T, H], state."""
+        y = self.dropout(self.embedding(tokens))  # [B, T, E]
+        output, state = self.decoder(y, state)  # [B, T, H]
+        context = self.attention(output, memory)  # [B, T, H]
+        features = torch.tanh(self.combine(torch.cat([context, output], dim=-1)))  # [B, T, H]
+        return self.dropout(features), state
+
+    def logits(self, features: Tensor) -> Tensor:
+        """features [..., H] -> logits [..., V] through the tied embedding matrix."""
+        return F.linear(self.to_embedding(features), self.embedding.weight, self.output_bias)
+
+    def forward(
+        self,
+        src: Tensor,
+        src_lengths: Tensor,
+        tgt_in: Tensor,
+        targets: Tensor | None = None,
+        label_smoothing: float = 0.0,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Teacher forcing over the whole target in one call.
+
+        Without targets: logits [B, T, V]. With targets [B, T]: logits [N, V] for the N non-pad
+        positions only (padding never reaches the output layer) and the mean cross-entropy.
+        """
+        memory, state = self.encode(src, src_lengths)
+        features, _ = self.decode(tgt_in, state, memory)  # [B, T, H]
+        if targets is None:
+            return self.logits(features), None
+        keep = targets != PAD_ID  # [B, T]
+        logits = self.logits(features[keep])  # [N, V]
+        loss = F.cross_entropy(logits.float(), targets[keep], label_smoothing=label_smoothing)
+        return logits, loss
+
+    def decode_step(self, tokens: Tensor, state: State, memory: Memory) -> tuple[Tensor, State]:
+        """tokens [B] -> logits [B, V] for the next position, new state."""
+        features, state = self.decode(tokens.unsqueeze(1), state, memory)  # [B, 1, H]
+        return self.logits(features.squeeze(1)), state

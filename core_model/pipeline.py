@@ -1,0 +1,76 @@
+"""Train a model folder from pairs: tokenizer, encoding, training loop, best-checkpoint saving."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from core_model import checkpoint
+from core_model.batching import encode_pairs
+from core_model.config import ModelConfig, TrainConfig
+from core_model.corpora import Pair
+from core_model.model import Seq2Seq
+from core_model.tokenizer import Tokenizer
+from core_model.training import Callbacks, TrainResult, TrainState, train
+
+
+@dataclass(frozen=True)
+class FitResult:
+    out: Path
+    train_pairs: int
+    valid_pairs: int
+    result: TrainResult
+
+    def metrics(self) -> dict[str, Any]:
+        return {"train_pairs": self.train_pairs, "valid_pairs": self.valid_pairs, **asdict(self.result)}
+
+
+def split_validation(pairs: Sequence[Pair], share: float = 0.05, seed: int = 0) -> tuple[list[Pair], list[Pair]]:
+    """A seeded hold-out for when no validation file is given."""
+    shuffled = list(pairs)
+    random.Random(seed).shuffle(shuffled)
+    n_valid = max(1, int(len(shuffled) * share)) if len(shuffled) > 1 else 0
+    return shuffled[n_valid:], shuffled[:n_valid]
+
+
+def fit(
+    train_pairs: Sequence[Pair],
+    valid_pairs: Sequence[Pair],
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    out: Path,
+    callbacks: Callbacks = Callbacks(),
+    resume: bool = False,
+) -> FitResult:
+    """Train from scratch (or resume from out/), saving the best weights to out/ after every epoch."""
+    out = Path(out)
+    state: TrainState | None = None
+    if resume and (out / checkpoint.TRAIN_STATE).exists():
+        loaded = checkpoint.load(out)
+        model, tokenizer = loaded.model, loaded.tokenizer
+        state = TrainState(**checkpoint.load_train_state(out / checkpoint.TRAIN_STATE))
+    else:
+        tokenizer = Tokenizer.train((text for p in train_pairs for text in (p.prompt, p.reply, p.context)),
+                                    vocab_size=model_config.vocab_size)
+        model_config = replace(model_config, vocab_size=tokenizer.vocab_size)
+        model = Seq2Seq(model_config)
+    config = model.config
+    train_examples = encode_pairs(train_pairs, tokenizer, config)
+    valid_examples = encode_pairs(valid_pairs, tokenizer, config)
+
+    def save_best(best: Seq2Seq, progress: TrainState) -> None:
+        checkpoint.save(out, best, tokenizer, {"train_pairs": len(train_examples), "epoch": progress.epoch,
+                                               "valid_loss": progress.best_valid_loss,
+                                               "valid_bits_per_char": progress.best_bits_per_char})
+        checkpoint.save_train_state(out / checkpoint.TRAIN_STATE, asdict(progress))
+        if callbacks.on_epoch_end:
+            callbacks.on_epoch_end(best, progress)
+
+    result = train(model, train_examples, valid_examples, train_config,
+                   replace(callbacks, on_epoch_end=save_best), state)
+    fitted = FitResult(out, len(train_examples), len(valid_examples), result)
+    checkpoint.save(out, model, tokenizer, fitted.metrics())
+    return fitted

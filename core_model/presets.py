@@ -1,0 +1,24 @@
+"""Named model and training configurations; command-line options override single fields."""
+
+from __future__ import annotations
+
+from core_model.config import ModelConfig, TrainConfig
+
+PRESETS: dict[str, tuple[ModelConfig, TrainConfig]] = {
+    # What `chatbot train` and the bundled default model use unless told otherwise.
+    "default": (
+        ModelConfig(vocab_size=8000, embedding_dim=256, hidden_size=512, num_layers=2, dropout=0.2),
+        TrainConfig(batch_size=64, learning_rate=2e-3, warmup_steps=200, label_smoothing=0.1),
+    ),
+    # PyTorch's Chatbot Tutorial: hidden 500, embeddings 500, 2 layers, batch 64, dropout 0.1.
+    "tutorial": (
+        ModelConfig(vocab_size=8000, embedding_dim=500, hidden_size=500, num_layers=2, dropout=0.1),
+        TrainConfig(batch_size=64, learning_rate=1e-3, warmup_steps=100, label_smoothing=0.1),
+    ),
+    # Seconds on a laptop: for tests and smoke runs.
+    "tiny": (
+        ModelConfig(vocab_size=400, embedding_dim=32, hidden_size=64, num_layers=1, dropout=0.0,
+                    max_source_tokens=32, max_target_tokens=24),
+        TrainConfig(batch_size=16, learning_rate=5e-3, warmup_steps=10, label_smoothing=0.0, patience=100),
+    ),
+}

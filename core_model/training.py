@@ -1,0 +1,210 @@
+"""The training loop: AdamW, warm-up then cosine decay, clipping, early stopping; I/O via callbacks."""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from core_model.batching import Batch, Example, make_batches
+from core_model.config import TrainConfig
+from core_model.model import Seq2Seq
+from core_model.numerics import autocast, use_bf16
+from core_model.tokenizer import PAD_ID
+
+
+@dataclass(frozen=True)
+class StepStats:
+    step: int
+    epoch: int
+    loss: float
+    learning_rate: float
+    progress: float  # 0..1 of the budget (steps, seconds or epochs, whichever ends first)
+    elapsed: float
+    target_chars_per_s: float
+    target_tokens_per_s: float
+
+
+@dataclass(frozen=True)
+class EvalStats:
+    step: int
+    epoch: int
+    valid_loss: float  # mean NLL in nats per target token, no label smoothing
+    bits_per_char: float  # NLL in bits per reply character: comparable across tokenizers
+    improved: bool
+
+
+@dataclass
+class TrainState:
+    """Everything needed to resume: counters and optimizer state (the model is saved alongside)."""
+
+    step: int = 0
+    epoch: int = 0
+    elapsed: float = 0.0
+    target_chars: int = 0
+    target_tokens: int = 0
+    best_valid_loss: float = math.inf
+    best_bits_per_char: float = math.inf
+    epochs_without_improvement: int = 0
+    optimizer: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    steps: int
+    epochs: int
+    train_seconds: float
+    target_chars_per_s: float
+    target_tokens_per_s: float
+    valid_loss: float
+    valid_bits_per_char: float
+    stopped_because: str
+    bf16: bool
+
+
+@dataclass(frozen=True)
+class Callbacks:
+    on_step: Callable[[StepStats], None] | None = None
+    on_eval: Callable[[EvalStats], None] | None = None
+    # Called at each epoch end with the model at its best weights so far, e.g. to save them.
+    on_epoch_end: Callable[[Seq2Seq, TrainState], None] | None = None
+
+
+def learning_rate(config: TrainConfig, step: int, progress: float) -> float:
+    """Linear warm-up over warmup_steps, then cosine decay to min_lr_ratio as progress reaches 1."""
+    if step < config.warmup_steps:
+        return config.learning_rate * (step + 1) / config.warmup_steps
+    cosine = 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    return config.learning_rate * (config.min_lr_ratio + (1 - config.min_lr_ratio) * cosine)
+
+
+def make_optimizer(model: Seq2Seq, config: TrainConfig) -> torch.optim.AdamW:
+    """Weight decay on weight matrices only, not on biases or the (tied) embedding table."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        (decay if param.dim() >= 2 and name != "embedding.weight" else no_decay).append(param)
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=config.learning_rate, betas=(0.9, 0.98))
+
+
+@torch.no_grad()
+def evaluate(model: Seq2Seq, batches: Sequence[Batch], bf16: bool = False) -> tuple[float, float]:
+    """(mean NLL per target token in nats, bits per reply character) over the batches."""
+    was_training = model.training
+    model.eval()
+    nll, tokens, chars = 0.0, 0, 0
+    for batch in batches:
+        with autocast(bf16):
+            logits, _ = model(batch.src, batch.src_lengths, batch.tgt_in, batch.targets)
+        gold = batch.targets[batch.targets != PAD_ID]
+        nll += float(F.cross_entropy(logits.float(), gold, reduction="sum"))
+        tokens += batch.target_tokens
+        chars += batch.reply_chars
+    model.train(was_training)
+    return nll / max(tokens, 1), nll / math.log(2) / max(chars, 1)
+
+
+def train(
+    model: Seq2Seq,
+    train_examples: Sequence[Example],
+    valid_examples: Sequence[Example],
+    config: TrainConfig,
+    callbacks: Callbacks = Callbacks(),
+    state: TrainState | None = None,
+) -> TrainResult:
+    """Train in place; the model ends with the weights that scored best on validation."""
+    if not train_examples:
+        raise ValueError("no training pairs")
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    bf16 = use_bf16(config.bf16)
+    state = state or TrainState()
+    optimizer = make_optimizer(model, config)
+    if state.optimizer:
+        optimizer.load_state_dict(state.optimizer)
+    valid_batches = make_batches(valid_examples, config.batch_size * 2, shuffle=False)
+    steps_per_epoch = math.ceil(len(train_examples) / config.batch_size)
+    best_weights = copy.deepcopy(model.state_dict())
+    stopped = "max_epochs"
+    start = time.perf_counter() - state.elapsed
+
+    def progress() -> float:
+        fractions = [state.step / (config.max_epochs * steps_per_epoch)]
+        if config.max_steps:
+            fractions.append(state.step / config.max_steps)
+        if config.max_seconds:
+            fractions.append((time.perf_counter() - start) / config.max_seconds)
+        return max(fractions)
+
+    model.train()
+    while state.epoch < config.max_epochs and stopped == "max_epochs":
+        batches = make_batches(train_examples, config.batch_size, shuffle=True, seed=config.seed + state.epoch)
+        for batch in batches:
+            if progress() >= 1.0:
+                stopped = "budget"
+                break
+            lr = learning_rate(config, state.step, progress())
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            with autocast(bf16):
+                _, loss = model(batch.src, batch.src_lengths, batch.tgt_in, batch.targets, config.label_smoothing)
+            assert loss is not None
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            state.step += 1
+            state.target_chars += batch.reply_chars
+            state.target_tokens += batch.target_tokens
+            if callbacks.on_step:
+                elapsed = time.perf_counter() - start
+                callbacks.on_step(
+                    StepStats(state.step, state.epoch, float(loss), lr, progress(), elapsed,
+                              state.target_chars / elapsed, state.target_tokens / elapsed)
+                )
+        state.epoch += 1
+        state.elapsed = time.perf_counter() - start
+        if valid_batches:
+            valid_loss, bpc = evaluate(model, valid_batches, bf16)
+            improved = valid_loss < state.best_valid_loss
+            if improved:
+                state.best_valid_loss, state.best_bits_per_char = valid_loss, bpc
+                state.epochs_without_improvement = 0
+                best_weights = copy.deepcopy(model.state_dict())
+            else:
+                state.epochs_without_improvement += 1
+            if callbacks.on_eval:
+                callbacks.on_eval(EvalStats(state.step, state.epoch, valid_loss, bpc, improved))
+            if state.epochs_without_improvement >= config.patience:
+                stopped = "early_stopping"
+        else:
+            best_weights = copy.deepcopy(model.state_dict())
+        if callbacks.on_epoch_end:
+            current = copy.deepcopy(model.state_dict())
+            model.load_state_dict(best_weights)
+            state.optimizer = optimizer.state_dict()
+            callbacks.on_epoch_end(model, state)
+            model.load_state_dict(current)
+    model.load_state_dict(best_weights)
+    model.eval()
+    seconds = time.perf_counter() - start
+    return TrainResult(
+        steps=state.step,
+        epochs=state.epoch,
+        train_seconds=seconds,
+        target_chars_per_s=state.target_chars / seconds,
+        target_tokens_per_s=state.target_tokens / seconds,
+        valid_loss=state.best_valid_loss,
+        valid_bits_per_char=state.best_bits_per_char,
+        stopped_because=stopped,
+        bf16=bf16,
+    )
