@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from core_model.batching import Batch, Example, make_batches
 from core_model.config import TrainConfig
 from core_model.model import Seq2Seq
-from core_model.numerics import autocast, use_bf16
+from core_model.numerics import autocast, keep_freed_memory, use_bf16
 from core_model.tokenizer import PAD_ID
 
 
@@ -92,7 +92,8 @@ def make_optimizer(model: Seq2Seq, config: TrainConfig) -> torch.optim.AdamW:
         {"params": decay, "weight_decay": config.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=config.learning_rate, betas=(0.9, 0.98))
+    # fused: one pass over each tensor instead of a dozen, a fifth of the step time otherwise
+    return torch.optim.AdamW(groups, lr=config.learning_rate, betas=(0.9, 0.98), fused=True)
 
 
 @torch.no_grad()
@@ -126,6 +127,7 @@ def train(
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
+    keep_freed_memory()
     bf16 = use_bf16(config.bf16)
     state = state or TrainState()
     optimizer = make_optimizer(model, config)

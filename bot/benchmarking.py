@@ -1,0 +1,138 @@
+"""`chatbot bench`: training throughput against the machine's peak, and serving latency/throughput."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import resource
+import statistics
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bot.cli import train_configs
+from core_model import checkpoint
+from core_model.batching import encode_pairs, make_batches, source_ids
+from core_model.config import DecodeConfig
+from core_model.corpora import Pair, bundled_corpus, load_pairs
+from core_model.decoding import generate
+from core_model.engine import InferenceEngine
+from core_model.flops import matmul_peak_gflops, training_flops
+from core_model.model import Seq2Seq
+from core_model.numerics import autocast, keep_freed_memory, use_bf16
+from core_model.tokenizer import Tokenizer
+from core_model.training import make_optimizer
+
+WARMUP_STEPS = 3
+
+
+def bench_train(args: argparse.Namespace) -> dict[str, Any]:
+    """Time `--steps` optimizer steps on length-bucketed batches of the data, after a warm-up."""
+    model_config, train_config = train_configs(args)
+    if train_config.threads:
+        torch.set_num_threads(train_config.threads)
+    torch.manual_seed(train_config.seed)
+    keep_freed_memory()
+    pairs = load_pairs(args.data)
+    tokenizer = Tokenizer.train((t for p in pairs for t in (p.prompt, p.reply)), model_config.vocab_size)
+    model_config = replace(model_config, vocab_size=tokenizer.vocab_size)
+    model = Seq2Seq(model_config).train()
+    optimizer = make_optimizer(model, train_config)
+    bf16 = use_bf16(train_config.bf16)
+    batches = make_batches(encode_pairs(pairs, tokenizer, model_config), train_config.batch_size,
+                           shuffle=True, seed=train_config.seed)
+    needed = WARMUP_STEPS + args.steps
+    batches = (batches * (needed // len(batches) + 1))[:needed]
+    chars = tokens = 0
+    flops = seconds = 0.0
+    for index, batch in enumerate(batches):
+        began = time.perf_counter()
+        with autocast(bf16):
+            _, loss = model(batch.src, batch.src_lengths, batch.tgt_in, batch.targets, train_config.label_smoothing)
+        assert loss is not None
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), train_config.grad_clip)
+        optimizer.step()
+        if index >= WARMUP_STEPS:
+            seconds += time.perf_counter() - began
+            chars += batch.reply_chars
+            tokens += batch.target_tokens
+            flops += training_flops(model_config, batch)
+    return {
+        "preset": args.preset,
+        "hidden": model_config.hidden_size,
+        "embedding": model_config.embedding_dim,
+        "layers": model_config.num_layers,
+        "batch_size": train_config.batch_size,
+        "vocab": model_config.vocab_size,
+        "bf16": bf16,
+        "threads": torch.get_num_threads(),
+        "steps": args.steps,
+        "train_seconds": round(seconds, 3),
+        "target_chars_per_s": round(chars / seconds, 1),
+        "target_tokens_per_s": round(tokens / seconds, 1),
+        "chars_per_token": round(chars / tokens, 3),
+        "gflops": round(flops / seconds / 1e9, 1),
+        "peak_gflops": round(matmul_peak_gflops(torch.bfloat16 if bf16 else torch.float32), 1),
+        "peak_gflops_fp32": round(matmul_peak_gflops(torch.float32), 1),
+    }
+
+
+def _prompts(path: Path | None) -> list[Pair]:
+    pairs = load_pairs([path]) if path else bundled_corpus()
+    return pairs[:256]
+
+
+def bench_infer(model_dir: Path, decode: DecodeConfig, concurrency: int, prompts_file: Path | None) -> dict[str, Any]:
+    """Single-thread latency of greedy and beam-5 decoding; engine throughput alone and concurrent."""
+    torch.set_num_threads(1)
+    loaded = checkpoint.load(model_dir)
+    model, tokenizer = loaded.model, loaded.tokenizer
+    pairs = _prompts(prompts_file)
+    sources = [source_ids(tokenizer, p.prompt, p.context, model.config.max_source_tokens) for p in pairs]
+
+    def p50(config: DecodeConfig, n: int = 100) -> float:
+        times = []
+        for source in (sources * 2)[:n]:
+            began = time.perf_counter()
+            generate(model, [source], config)
+            times.append((time.perf_counter() - began) * 1000)
+        return statistics.median(times)
+
+    greedy = replace(decode, strategy="greedy")
+    beam = replace(decode, strategy="beam", beam_width=5)
+    greedy_ms, beam_ms = p50(greedy), p50(beam)
+    texts = [p.prompt for p in pairs]
+
+    async def throughput(parallel: int, total: int) -> float:
+        engine = InferenceEngine(loaded, greedy, max_batch=max(parallel, 1), threads=1)
+        semaphore = asyncio.Semaphore(parallel)
+
+        async def one(text: str) -> None:
+            async with semaphore:
+                await engine.reply(text)
+
+        await engine.reply(texts[0])  # start the worker and warm up
+        began = time.perf_counter()
+        await asyncio.gather(*(one(texts[i % len(texts)]) for i in range(total)))
+        rate = total / (time.perf_counter() - began)
+        await engine.close()
+        return rate
+
+    alone = asyncio.run(throughput(1, 100))
+    together = asyncio.run(throughput(concurrency, max(concurrency * 8, 256)))
+    return {
+        "model": str(model_dir),
+        "threads": 1,
+        "greedy_p50_ms": round(greedy_ms, 2),
+        "beam5_p50_ms": round(beam_ms, 2),
+        "batch1_replies_per_s": round(alone, 1),
+        "concurrent_replies_per_s": round(together, 1),
+        "concurrency": concurrency,
+        "speedup": round(together / alone, 1),
+        "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
