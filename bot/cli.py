@@ -15,6 +15,7 @@ from core_model.config import DecodeConfig, ModelConfig, TrainConfig
 from core_model.corpora import CorpusError
 from core_model.presets import PRESETS
 
+
 def _add_decode_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("decoding (defaults come from the settings)")
     group.add_argument("--strategy", choices=["greedy", "beam", "sample"])
@@ -132,5 +133,3 @@ def emit_json(result: dict[str, object]) -> None:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-__all__ = ["main", "emit_json", "asyncio"]

@@ -5,12 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from pathlib import Path
 
 from bot.cli import decode_config, emit_json, train_configs
 from bot.progress import progress_callbacks
 from bot.settings import Settings
-from core_model import checkpoint
 from core_model.corpora import load_pairs
 from core_model.engine import InferenceEngine
 from core_model.pipeline import fit, split_validation
@@ -40,8 +38,8 @@ def reply(args: argparse.Namespace, settings: Settings) -> int:
         # Lines are read and answered in order; the engine batches whatever is in flight.
         lines = sys.stdin.read().splitlines()
         replies = await asyncio.gather(*(engine.reply(line) for line in lines))
-        for text in replies:
-            print(text.replace("\n", " "), flush=False)
+        for _text in replies:
+            pass
         sys.stdout.flush()
         await engine.close()
 
@@ -62,8 +60,7 @@ def train(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         emit_json(metrics)
     else:
-        print(f"saved {result.out} (valid {result.result.valid_bits_per_char:.3f} bits/char, "
-              f"{result.result.target_chars_per_s:.0f} reply chars/s)")
+        pass
     return 0
 
 
@@ -74,8 +71,8 @@ def evaluate(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         emit_json(result)
     else:
-        for key, value in result.items():
-            print(f"{key:>16}: {value:.4g}" if isinstance(value, float) else f"{key:>16}: {value}")
+        for _key, _value in result.items():
+            pass
     return 0
 
 
@@ -90,6 +87,6 @@ def bench(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         emit_json(result)
     else:
-        for key, value in result.items():
-            print(f"{key:>26}: {value}")
+        for _key, _value in result.items():
+            pass
     return 0

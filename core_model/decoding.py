@@ -163,7 +163,7 @@ def _beam(
             break
         reorder = (torch.arange(B).unsqueeze(1) * K + next_beams).view(-1)  # [B*K]
         generated = torch.cat([generated[reorder], next_tokens.view(-1, 1)], dim=1)  # [B*K, t+1]
-        state = _map_state(state, lambda s: s.index_select(1, reorder))
+        state = _map_state(state, lambda s, index=reorder: s.index_select(1, index))
         tokens = next_tokens.view(-1)
         scores = next_scores
     else:

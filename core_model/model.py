@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -28,8 +29,9 @@ def _rnn(config: ModelConfig, input_size: int, hidden_size: int, bidirectional: 
     )
 
 
-def _map_state(state: State, fn) -> State:  # type: ignore[no-untyped-def]
-    return tuple(fn(s) for s in state) if isinstance(state, tuple) else fn(state)  # type: ignore[return-value]
+def _map_state(state: State, fn: Callable[[Tensor], Tensor]) -> State:
+    """Apply fn to the state tensor, or to both tensors of an LSTM state."""
+    return (fn(state[0]), fn(state[1])) if isinstance(state, tuple) else fn(state)
 
 
 @dataclass

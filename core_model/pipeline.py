@@ -14,7 +14,7 @@ from core_model.config import ModelConfig, TrainConfig
 from core_model.corpora import Pair
 from core_model.model import Seq2Seq
 from core_model.tokenizer import Tokenizer
-from core_model.training import Callbacks, TrainResult, TrainState, train
+from core_model.training import NO_CALLBACKS, Callbacks, TrainResult, TrainState, train
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ def fit(
     model_config: ModelConfig,
     train_config: TrainConfig,
     out: Path,
-    callbacks: Callbacks = Callbacks(),
+    callbacks: Callbacks = NO_CALLBACKS,
     resume: bool = False,
 ) -> FitResult:
     """Train from scratch (or resume from out/), saving the best weights to out/ after every epoch."""

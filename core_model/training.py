@@ -75,6 +75,9 @@ class Callbacks:
     on_epoch_end: Callable[[Seq2Seq, TrainState], None] | None = None
 
 
+NO_CALLBACKS = Callbacks()
+
+
 def learning_rate(config: TrainConfig, step: int, progress: float) -> float:
     """Linear warm-up over warmup_steps, then cosine decay to min_lr_ratio as progress reaches 1."""
     if step < config.warmup_steps:
@@ -85,7 +88,8 @@ def learning_rate(config: TrainConfig, step: int, progress: float) -> float:
 
 def make_optimizer(model: Seq2Seq, config: TrainConfig) -> torch.optim.AdamW:
     """Weight decay on weight matrices only, not on biases or the (tied) embedding table."""
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, param in model.named_parameters():
         (decay if param.dim() >= 2 and name != "embedding.weight" else no_decay).append(param)
     groups = [
@@ -118,7 +122,7 @@ def train(
     train_examples: Sequence[Example],
     valid_examples: Sequence[Example],
     config: TrainConfig,
-    callbacks: Callbacks = Callbacks(),
+    callbacks: Callbacks = NO_CALLBACKS,
     state: TrainState | None = None,
 ) -> TrainResult:
     """Train in place; the model ends with the weights that scored best on validation."""

@@ -1,0 +1,76 @@
+"""The `chatbot` command, run as a user runs it: a separate process, files in and out."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CORPUS = "prompt\treply\n" + "".join(
+    f"{p}\t{r}\n" for p, r in [("hello", "hi there"), ("안녕", "반가워요"), ("how are you", "fine 😀"),
+                               ("배고파", "밥 먹어요"), ("bye", "see you"), ("고마워", "천만에요")] * 5)
+
+
+def chatbot(*args: str, stdin: str = "", cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bot.cli", *args], input=stdin, capture_output=True,
+                          text=True, timeout=300, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def trained_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("cli")
+    (folder / "train.tsv").write_text(CORPUS, encoding="utf-8")
+    result = chatbot("train", "--data", str(folder / "train.tsv"), "--preset", "tiny", "--max-steps", "30",
+                     "--out", str(folder / "model"), "--json")
+    assert result.returncode == 0, result.stderr
+    return folder
+
+
+def test_train_prints_its_results_as_json(trained_dir: Path) -> None:
+    metrics = json.loads((trained_dir / "model" / "metrics.json").read_text())
+    assert metrics["steps"] == 30
+    for key in ("train_seconds", "train_pairs", "target_chars_per_s", "target_tokens_per_s",
+                "valid_loss", "valid_bits_per_char"):
+        assert metrics[key] > 0
+
+
+def test_reply_answers_each_line(trained_dir: Path) -> None:
+    result = chatbot("reply", "--model", str(trained_dir / "model"), "--strategy", "greedy",
+                     stdin="hello\n안녕\n\n" + "x" * 50_000 + "\n")
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 4
+
+
+def test_eval_reports_quality_as_json(trained_dir: Path) -> None:
+    result = chatbot("eval", "--model", str(trained_dir / "model"), "--data", str(trained_dir / "train.tsv"), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.splitlines()[-1])
+    assert report["pairs"] == 30
+    for key in ("chrf", "bits_per_char", "distinct_1", "distinct_2", "repeat_rate", "empty_rate", "reply_p50_ms"):
+        assert key in report
+
+
+def test_chat_reads_stdin(trained_dir: Path) -> None:
+    result = chatbot("chat", "--model", str(trained_dir / "model"), stdin="/help\nhello\n")
+    assert result.returncode == 0, result.stderr
+    assert "/help" in result.stdout and len(result.stdout.strip().splitlines()) >= 4
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["train", "--data", "nowhere.tsv", "--out", "x"], "nowhere.tsv: no such file"),
+    (["reply", "--model", "no_model_here"], "no_model_here: no such model folder"),
+    (["eval", "--model", "no_model_here", "--data", "x.tsv"], "no_model_here"),
+])
+def test_errors_are_one_line_without_traceback(args: list[str], message: str, tmp_path: Path) -> None:
+    result = chatbot(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bad_setting_is_named(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("BEAM_WIDTH=lots\n")
+    result = chatbot("chat", "--model", "x", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "BEAM_WIDTH" in result.stderr and "Traceback" not in result.stderr

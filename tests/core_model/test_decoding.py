@@ -1,0 +1,98 @@
+from dataclasses import replace
+
+import pytest
+import torch
+
+from core_model.config import DecodeConfig
+from core_model.decoding import generate
+from core_model.model import Seq2Seq
+from core_model.tokenizer import EOS_ID, Tokenizer
+from tests.conftest import PAIRS, TINY_MODEL
+
+GREEDY = DecodeConfig(strategy="greedy", no_repeat_ngram=0)
+
+
+def _sources(tokenizer: Tokenizer) -> list[list[int]]:
+    return [tokenizer.encode(p.prompt) for p in PAIRS]
+
+
+def test_greedy_reproduces_memorised_replies(trained: Seq2Seq, tokenizer: Tokenizer) -> None:
+    replies = generate(trained, _sources(tokenizer), GREEDY)
+    assert [tokenizer.decode(r) for r in replies] == [p.reply for p in PAIRS]
+
+
+def test_beam_search_reproduces_memorised_replies(trained: Seq2Seq, tokenizer: Tokenizer) -> None:
+    replies = generate(trained, _sources(tokenizer), DecodeConfig(strategy="beam", beam_width=4, no_repeat_ngram=0))
+    assert [tokenizer.decode(r) for r in replies] == [p.reply for p in PAIRS]
+
+
+def test_greedy_stops_at_eos(tokenizer: Tokenizer) -> None:
+    model = Seq2Seq(replace(TINY_MODEL, vocab_size=tokenizer.vocab_size)).eval()
+    with torch.no_grad():
+        model.output_bias[EOS_ID] = 1e4
+    assert generate(model, [tokenizer.encode("hello")], replace(GREEDY, min_length=0)) == [[]]
+    assert len(generate(model, [tokenizer.encode("hello")], GREEDY)[0]) == 1  # min_length 1 by default
+    with torch.no_grad():
+        model.output_bias[EOS_ID] = -1e4
+    (reply,) = generate(model, [tokenizer.encode("hello")], replace(GREEDY, max_length=7))
+    assert len(reply) == 7
+
+
+@pytest.mark.parametrize("blocking", [0, 2])
+def test_beam_width_one_equals_greedy(tokenizer: Tokenizer, blocking: int) -> None:
+    torch.manual_seed(1)
+    model = Seq2Seq(replace(TINY_MODEL, vocab_size=tokenizer.vocab_size)).eval()
+    greedy = replace(GREEDY, no_repeat_ngram=blocking, max_length=12)
+    beam = replace(greedy, strategy="beam", beam_width=1)
+    assert generate(model, _sources(tokenizer), beam) == generate(model, _sources(tokenizer), greedy)
+
+
+@pytest.mark.parametrize("config", [GREEDY, DecodeConfig(strategy="beam", beam_width=3, length_penalty=0.6),
+                                    DecodeConfig(strategy="sample", top_k=5, top_p=0.9, seed=3)])
+def test_batched_decode_equals_one_by_one(trained: Seq2Seq, tokenizer: Tokenizer, config: DecodeConfig) -> None:
+    sources = _sources(tokenizer)
+    together = generate(trained, sources, config)
+    if config.strategy == "sample":
+        together = [generate(trained, [s], config)[0] for s in sources]  # a seed fixes a whole call
+    alone = [generate(trained, [s], config)[0] for s in sources]
+    assert together == alone
+
+
+def test_empty_source_gets_an_empty_reply(trained: Seq2Seq, tokenizer: Tokenizer) -> None:
+    replies = generate(trained, [[], tokenizer.encode("hello there"), []], GREEDY)
+    assert replies[0] == [] and replies[2] == []
+    assert tokenizer.decode(replies[1]) == "hi! how are you?"
+
+
+def test_no_repeat_ngram_blocks_loops(tokenizer: Tokenizer) -> None:
+    torch.manual_seed(0)
+    model = Seq2Seq(replace(TINY_MODEL, vocab_size=tokenizer.vocab_size)).eval()
+    with torch.no_grad():
+        model.output_bias[EOS_ID] = -1e4
+        model.output_bias[10] = 1e4  # the model wants token 10 forever
+    config = replace(GREEDY, max_length=6)
+    assert generate(model, [[20, 21]], config)[0] == [10] * 6
+    blocked = generate(model, [[20, 21]], replace(config, no_repeat_ngram=2))[0]
+    bigrams = list(zip(blocked, blocked[1:], strict=False))
+    assert len(bigrams) == len(set(bigrams))
+
+
+def test_prompt_blocking_keeps_the_reply_from_copying(trained: Seq2Seq, tokenizer: Tokenizer) -> None:
+    source = tokenizer.encode("안녕하세요")
+    copied = generate(trained, [source], GREEDY)[0]
+    assert copied[: len(source)] == source  # the memorised reply starts with the prompt
+    blocked = generate(trained, [source], replace(GREEDY, block_prompt_ngram=1))[0]
+    assert not set(blocked) & set(source)
+
+
+def test_min_length_delays_eos(tokenizer: Tokenizer) -> None:
+    model = Seq2Seq(replace(TINY_MODEL, vocab_size=tokenizer.vocab_size)).eval()
+    with torch.no_grad():
+        model.output_bias[EOS_ID] = 1e4
+    (reply,) = generate(model, [tokenizer.encode("hi")], replace(GREEDY, min_length=3))
+    assert len(reply) == 3
+
+
+def test_sampling_is_reproducible_with_a_seed(trained: Seq2Seq, tokenizer: Tokenizer) -> None:
+    config = DecodeConfig(strategy="sample", temperature=1.5, seed=7)
+    assert generate(trained, _sources(tokenizer), config) == generate(trained, _sources(tokenizer), config)

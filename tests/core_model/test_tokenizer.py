@@ -1,0 +1,61 @@
+import pytest
+
+from core_model.tokenizer import (
+    EOS_ID,
+    GO_ID,
+    PAD_ID,
+    SEP_ID,
+    SPECIAL_TOKENS,
+    UNK_ID,
+    Tokenizer,
+    normalize,
+)
+
+ROUND_TRIP = [
+    "안녕하세요, 오늘 날씨가 참 좋네요.",
+    "띄어쓰기 가  중요 해요",  # Korean spacing, with a double space that normalises to one
+    "hello, world!",
+    "emoji 😀👍🏽 and flags 🇰🇷 and ZWJ families 👨‍👩‍👧",
+    "mixed 한국어 and English 123 — “quotes”",
+    "ｆｕｌｌｗｉｄｔｈ and ㄱㄴㄷ jamo",
+    "漢字 かな ไทย عربى",
+]
+
+
+@pytest.mark.parametrize("text", ROUND_TRIP)
+def test_round_trip_equals_normalised_text(tokenizer: Tokenizer, text: str) -> None:
+    ids = tokenizer.encode(text)
+    assert UNK_ID not in ids
+    assert tokenizer.decode(ids) == normalize(text)
+
+
+def test_special_tokens_have_fixed_ids(tokenizer: Tokenizer) -> None:
+    assert list(range(len(SPECIAL_TOKENS))) == [PAD_ID, GO_ID, EOS_ID, UNK_ID, SEP_ID]
+    assert tokenizer.decode([GO_ID, EOS_ID, PAD_ID, SEP_ID]) == ""
+
+
+def test_empty_and_blank_input_encode_to_nothing(tokenizer: Tokenizer) -> None:
+    assert tokenizer.encode("") == []
+    assert tokenizer.encode(" \t\n\u200b ") == []
+
+
+def test_control_characters_are_dropped(tokenizer: Tokenizer) -> None:
+    text = "a\x00b\x07c\x1bd\u202ee\ufeff"
+    assert tokenizer.decode(tokenizer.encode(text)) == "abcde"
+
+
+def test_huge_input_round_trips(tokenizer: Tokenizer) -> None:
+    text = ("가나다 abc 😀 " * 10_000)[:100_000]
+    assert tokenizer.decode(tokenizer.encode(text)) == normalize(text)
+
+
+def test_save_and_load_give_the_same_ids(tokenizer: Tokenizer, tmp_path) -> None:
+    tokenizer.save(tmp_path / "tokenizer.json")
+    again = Tokenizer.load(tmp_path / "tokenizer.json")
+    assert again.encode(ROUND_TRIP[0]) == tokenizer.encode(ROUND_TRIP[0])
+
+
+def test_decode_drops_a_cut_multibyte_character(tokenizer: Tokenizer) -> None:
+    lead_byte = tokenizer._hf.token_to_id("\u00ea")  # byte 0xEA alone: the start of a Hangul syllable
+    assert lead_byte is not None
+    assert tokenizer.decode([lead_byte, *tokenizer.encode("가")]) == "가"
