@@ -114,6 +114,11 @@ def _sample(logits: Tensor, config: DecodeConfig, generator: torch.Generator | N
     return torch.multinomial(logits.softmax(dim=-1), 1, generator=generator).squeeze(1)  # [B]
 
 
+def _select_rows(state: State, index: Tensor) -> State:
+    """Batch rows of an RNN state [L, B, H] picked by index (to follow beams)."""
+    return _map_state(state, lambda s: s.index_select(1, index))
+
+
 def _length_penalty(length: int, alpha: float) -> float:
     """GNMT's ((5 + length) / 6) ** alpha: scores are divided by it, so alpha > 0 favours longer replies."""
     return ((5 + length) / 6) ** alpha
@@ -125,7 +130,7 @@ def _beam(
     B, K = src.size(0), config.beam_width
     expand = torch.arange(B).repeat_interleave(K)  # [B*K]: row r follows prompt r // K
     memory = memory.select(expand)
-    state = _map_state(state, lambda s: s.index_select(1, expand))
+    state = _select_rows(state, expand)
     prompts = src[expand]  # [B*K, S]
     scores = torch.full((B, K), NEG_INF)
     scores[:, 0] = 0.0  # all beams start identical: keep one so the first step gives K distinct ones
@@ -163,7 +168,7 @@ def _beam(
             break
         reorder = (torch.arange(B).unsqueeze(1) * K + next_beams).view(-1)  # [B*K]
         generated = torch.cat([generated[reorder], next_tokens.view(-1, 1)], dim=1)  # [B*K, t+1]
-        state = _map_state(state, lambda s, index=reorder: s.index_select(1, index))
+        state = _select_rows(state, reorder)
         tokens = next_tokens.view(-1)
         scores = next_scores
     else:
