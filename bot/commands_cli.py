@@ -38,8 +38,8 @@ def reply(args: argparse.Namespace, settings: Settings) -> int:
         # Lines are read and answered in order; the engine batches whatever is in flight.
         lines = sys.stdin.read().splitlines()
         replies = await asyncio.gather(*(engine.reply(line) for line in lines))
-        for _text in replies:
-            pass
+        for text in replies:
+            print(text.replace("\n", " "), flush=False)
         sys.stdout.flush()
         await engine.close()
 
@@ -60,7 +60,8 @@ def train(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         emit_json(metrics)
     else:
-        pass
+        print(f"saved {result.out} (valid {result.result.valid_bits_per_char:.3f} bits/char, "
+              f"{result.result.target_chars_per_s:.0f} reply chars/s)")
     return 0
 
 
@@ -71,8 +72,8 @@ def evaluate(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         emit_json(result)
     else:
-        for _key, _value in result.items():
-            pass
+        for key, value in result.items():
+            print(f"{key:>16}: {value:.4g}" if isinstance(value, float) else f"{key:>16}: {value}")
     return 0
 
 
@@ -87,6 +88,6 @@ def bench(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         emit_json(result)
     else:
-        for _key, _value in result.items():
-            pass
+        for key, value in result.items():
+            print(f"{key:>26}: {value}")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,6 +24,7 @@ def ensure_default_model(path: Path, seconds: float, threads: int | None = None)
     except checkpoint.CheckpointError as error:
         if path.exists():
             log.warning("default model unusable (%s); training it again", error)
+    sys.stderr.write(f"No model yet: training the default model on the bundled corpus (about {seconds:.0f} s).\n")
     model_config, train_config = PRESETS["default"]
     train_config = replace(train_config, max_seconds=seconds, threads=threads, patience=1000)
     train_pairs, valid_pairs = split_validation(bundled_corpus())
