@@ -22,9 +22,9 @@ from core_model.decoding import generate
 from core_model.engine import InferenceEngine
 from core_model.flops import matmul_peak_gflops, training_flops
 from core_model.model import Seq2Seq
-from core_model.numerics import autocast, keep_freed_memory, use_bf16
+from core_model.numerics import keep_freed_memory, use_bf16
 from core_model.tokenizer import Tokenizer
-from core_model.training import make_optimizer
+from core_model.training import make_optimizer, train_step
 
 WARMUP_STEPS = 3
 
@@ -50,13 +50,7 @@ def bench_train(args: argparse.Namespace) -> dict[str, Any]:
     flops = seconds = 0.0
     for index, batch in enumerate(batches):
         began = time.perf_counter()
-        with autocast(bf16):
-            _, loss = model(batch.src, batch.src_lengths, batch.tgt_in, batch.targets, train_config.label_smoothing)
-        assert loss is not None
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), train_config.grad_clip)
-        optimizer.step()
+        train_step(model, optimizer, batch, train_config, bf16)
         if index >= WARMUP_STEPS:
             seconds += time.perf_counter() - began
             chars += batch.reply_chars

@@ -31,8 +31,6 @@ class ModelConfig:
             raise ValueError(f"cell must be 'gru' or 'lstm', not {self.cell!r}")
         if self.attention not in ("general", "dot", "additive"):
             raise ValueError(f"unknown attention {self.attention!r}")
-        if self.attention == "dot" and self.embedding_dim <= 0:
-            raise ValueError("embedding_dim must be positive")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -100,6 +100,19 @@ def make_optimizer(model: Seq2Seq, config: TrainConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=config.learning_rate, betas=(0.9, 0.98), fused=True)
 
 
+def train_step(model: Seq2Seq, optimizer: torch.optim.Optimizer, batch: Batch, config: TrainConfig,
+               bf16: bool) -> float:
+    """One teacher-forced forward, backward, clip and update; returns the batch loss."""
+    with autocast(bf16):
+        _, loss = model(batch.src, batch.src_lengths, batch.tgt_in, batch.targets, config.label_smoothing)
+    assert loss is not None
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    optimizer.step()
+    return float(loss.detach())
+
+
 @torch.no_grad()
 def evaluate(model: Seq2Seq, batches: Sequence[Batch], bf16: bool = False) -> tuple[float, float]:
     """(mean NLL per target token in nats, bits per reply character) over the batches."""
@@ -161,20 +174,14 @@ def train(
             lr = learning_rate(config, state.step, progress())
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            with autocast(bf16):
-                _, loss = model(batch.src, batch.src_lengths, batch.tgt_in, batch.targets, config.label_smoothing)
-            assert loss is not None
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
+            loss = train_step(model, optimizer, batch, config, bf16)
             state.step += 1
             state.target_chars += batch.reply_chars
             state.target_tokens += batch.target_tokens
             if callbacks.on_step:
                 elapsed = time.perf_counter() - start
                 callbacks.on_step(
-                    StepStats(state.step, state.epoch, float(loss), lr, progress(), elapsed,
+                    StepStats(state.step, state.epoch, loss, lr, progress(), elapsed,
                               state.target_chars / elapsed, state.target_tokens / elapsed)
                 )
         state.epoch += 1
