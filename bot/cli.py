@@ -30,12 +30,15 @@ def _add_decode_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--top-p", type=float)
     group.add_argument("--seed", type=int)
 
+def _given(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, object]:
+    """The options among names that were given on the command line (argparse leaves others None)."""
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+
+
 def decode_config(args: argparse.Namespace, settings: Settings) -> DecodeConfig:
-    config = settings.decode_config()
     names = ("strategy", "beam_width", "length_penalty", "min_length", "max_length", "no_repeat_ngram",
              "block_prompt_ngram", "temperature", "top_k", "top_p", "seed")
-    overrides = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
-    return replace(config, **overrides)
+    return replace(settings.decode_config(), **_given(args, names))  # type: ignore[arg-type]
 
 def add_train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", nargs="+", type=Path, required=True, metavar="FILE",
@@ -62,11 +65,10 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
 
 def train_configs(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
     model, training = PRESETS[args.preset]
-    pick = lambda names: {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}  # noqa: E731
-    model = replace(model, **pick(("hidden_size", "embedding_dim", "num_layers", "vocab_size", "cell",
-                                   "attention", "dropout")))
-    training = replace(training, **pick(("batch_size", "learning_rate", "max_epochs", "max_seconds",
-                                         "max_steps", "threads", "bf16")))
+    model = replace(model, **_given(args, ("hidden_size", "embedding_dim", "num_layers", "vocab_size",  # type: ignore[arg-type]
+                                           "cell", "attention", "dropout")))
+    training = replace(training, **_given(args, ("batch_size", "learning_rate", "max_epochs",  # type: ignore[arg-type]
+                                                 "max_seconds", "max_steps", "threads", "bf16")))
     if args.train_seed is not None:
         training = replace(training, seed=args.train_seed)
     return model, training
