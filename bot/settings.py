@@ -24,6 +24,16 @@ class Settings(BaseSettings):
     torch_threads: int | None = Field(None, ge=1)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
 
+    database_url: str | None = None
+    # Pair mining: the adjacency window, text length bounds, blocked words and the per-person cap.
+    pair_window_seconds: float = Field(300.0, gt=0)
+    mining_min_chars: int = Field(2, ge=1)
+    mining_max_chars: int = Field(300, ge=1)
+    blocklist_file: Path | None = None
+    max_person_share: float = Field(0.3, gt=0, le=1)
+    # Messages older than this many days are deleted; 0 keeps everything.
+    retention_days: float = Field(0.0, ge=0)
+
     decode_strategy: Literal["greedy", "beam", "sample"] = "beam"
     beam_width: int = Field(5, ge=1, le=32)
     length_penalty: float = Field(1.0, ge=0)
@@ -31,6 +41,10 @@ class Settings(BaseSettings):
     max_reply_tokens: int = Field(40, ge=1, le=512)
     temperature: float = Field(0.8, gt=0)
     top_p: float = Field(0.9, gt=0, le=1)
+
+    @property
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'chatbot.db'}"
 
     @property
     def active_model_dir(self) -> Path:

@@ -1,0 +1,80 @@
+"""The bot's database: open it from the settings, migrate it, and the mining rules it is mined with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+import migrations
+from bot.settings import Settings
+from storage.db import make_engine, make_session_factory
+from storage.filters import TextFilter, read_blocklist
+from storage.mining import MiningRules
+
+MIGRATIONS_DIR = Path(migrations.__file__).parent
+
+
+@dataclass(frozen=True)
+class Database:
+    engine: Engine
+    # Short write transactions (logging, commands)...
+    sessions: sessionmaker[Session]
+    # ...and long reads that must not hold the SQLite write lock (mining, stats).
+    reads: sessionmaker[Session]
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def open_database(url: str, *, migrate: bool = True) -> Database:
+    """Connect to `url`, bringing the schema up to date first unless told not to."""
+    engine = make_engine(url)
+    if migrate:
+        with engine.connect() as connection:
+            config = alembic_config(url)
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+    return Database(engine, make_session_factory(engine), make_session_factory(engine, read_only=True))
+
+
+def alembic_config(url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["url"] = url
+    config.attributes["configure_logging"] = False
+    return config
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    command.upgrade(alembic_config(url), revision)
+
+
+def downgrade(url: str, revision: str) -> None:
+    command.downgrade(alembic_config(url), revision)
+
+
+def current_revision(url: str) -> tuple[str | None, str | None]:
+    """(the database's revision, the newest revision the code knows)."""
+    head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision(), head
+    finally:
+        engine.dispose()
+
+
+def mining_rules(settings: Settings) -> MiningRules:
+    blocklist = read_blocklist(settings.blocklist_file) if settings.blocklist_file else frozenset()
+    text_filter = TextFilter(min_chars=settings.mining_min_chars, max_chars=settings.mining_max_chars,
+                             blocklist=blocklist)
+    return MiningRules(window=timedelta(seconds=settings.pair_window_seconds), text_filter=text_filter,
+                       max_person_share=settings.max_person_share)

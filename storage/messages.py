@@ -1,0 +1,101 @@
+"""Logging what is said: incoming messages, the bot's replies, edits, deletions and retention."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, and_, delete, insert, select, update
+from sqlalchemy.orm import Session
+
+from storage.db import rows_affected
+from storage.models import Chat, ChatKind, Message
+from storage.people import ensure_chat, ensure_person
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedMessage:
+    id: int
+    chat_id: int
+    author_id: int | None
+    # False when the author opted out: the message was counted but its text not kept.
+    text_kept: bool
+
+
+def log_incoming(session: Session, *, platform: str, chat_id: str, chat_kind: ChatKind,
+                 chat_title: str | None, author_id: str, author_name: str | None,
+                 message_id: str | None, text: str, created_at: datetime,
+                 reply_to_message_id: str | None = None, thread_id: str | None = None) -> LoggedMessage:
+    """Log a message a person wrote (ids as the platform gives them); the reply link is resolved."""
+    chat_row = ensure_chat(session, platform=platform, external_id=chat_id, kind=chat_kind,
+                           title=chat_title)
+    person = ensure_person(session, platform=platform, external_id=author_id, display_name=author_name)
+    kept_text = None if person.opted_out else text
+    row_id = session.execute(
+        insert(Message).values(
+            chat_id=chat_row, author_id=person.id, platform_message_id=message_id,
+            thread_id=thread_id, text=kept_text, created_at=created_at,
+            reply_to_platform_id=reply_to_message_id,
+            reply_to_id=_resolve(session, chat_row, reply_to_message_id),
+        ).returning(Message.id)
+    ).scalar_one()
+    return LoggedMessage(row_id, chat_row, person.id, text_kept=kept_text is not None)
+
+
+def log_reply(session: Session, *, answers: LoggedMessage, text: str, created_at: datetime,
+              model_version_id: int | None = None, thread_id: str | None = None) -> int:
+    """Log the bot's reply to `answers` before it is sent; `record_sent` adds the platform id."""
+    answered_platform_id = session.execute(
+        select(Message.platform_message_id).where(Message.id == answers.id)).scalar()
+    return session.execute(
+        insert(Message).values(
+            chat_id=answers.chat_id, author_id=None, text=text, created_at=created_at,
+            thread_id=thread_id, reply_to_id=answers.id, reply_to_platform_id=answered_platform_id,
+            from_bot=True, model_version_id=model_version_id,
+        ).returning(Message.id)
+    ).scalar_one()
+
+
+def record_sent(session: Session, *, row_id: int, message_id: str) -> None:
+    """The platform accepted the bot's message and gave it this id."""
+    session.execute(update(Message).where(Message.id == row_id).values(platform_message_id=message_id))
+
+
+def record_edit(session: Session, *, platform: str, chat_id: str, message_id: str, text: str,
+                edited_at: datetime) -> bool:
+    """Replace a logged message's text (an opted-out author's stays unkept). False if unknown."""
+    target = _find(platform, chat_id, message_id)
+    kept = update(Message).where(target, Message.text.is_not(None)).values(text=text, edited_at=edited_at)
+    if rows_affected(session.execute(kept)):
+        return True
+    unkept = update(Message).where(target).values(edited_at=edited_at)
+    return bool(rows_affected(session.execute(unkept)))
+
+
+def record_deletion(session: Session, *, platform: str, chat_id: str, message_id: str,
+                    deleted_at: datetime) -> bool:
+    """The message was deleted on the platform: its text goes, the row stays for counts."""
+    deletion = update(Message).where(_find(platform, chat_id, message_id)).values(
+        text=None, deleted_at=deleted_at)
+    return bool(rows_affected(session.execute(deletion)))
+
+
+def purge_older_than(session: Session, *, cutoff: datetime) -> int:
+    """Delete messages written before `cutoff` (the retention period). Returns how many."""
+    old = select(Message.id).where(Message.created_at < cutoff).scalar_subquery()
+    session.execute(update(Message).where(Message.reply_to_id.in_(old)).values(reply_to_id=None))
+    return rows_affected(session.execute(delete(Message).where(Message.created_at < cutoff)))
+
+
+def _find(platform: str, chat_id: str, message_id: str) -> ColumnElement[bool]:
+    chat = select(Chat.id).where(Chat.platform == platform, Chat.external_id == chat_id).scalar_subquery()
+    return and_(Message.chat_id == chat, Message.platform_message_id == message_id)
+
+
+def _resolve(session: Session, chat_row: int, platform_message_id: str | None) -> int | None:
+    if platform_message_id is None:
+        return None
+    return session.execute(
+        select(Message.id).where(Message.chat_id == chat_row,
+                                 Message.platform_message_id == platform_message_id)
+    ).scalar()
