@@ -113,6 +113,21 @@ def build_parser() -> argparse.ArgumentParser:
     bench_infer.add_argument("--concurrency", type=int, default=64)
     bench_infer.add_argument("--prompts", type=Path, help="a pair file to take prompts from")
     bench_infer.add_argument("--json", action="store_true")
+    bench_storage = bench_sub.add_parser("storage", help="logging rate, concurrent writers, mining")
+    bench_storage.add_argument("--url", help="database URL (default: a temporary SQLite file)")
+    bench_storage.add_argument("--messages", type=int, default=1_000_000, help="messages to mine")
+    bench_storage.add_argument("--log-count", type=int, default=5_000, help="messages to log one by one")
+    bench_storage.add_argument("--data-dir", type=Path, default=Path("../shared/data"),
+                               help="dialogue data for realistic texts (synthetic when missing)")
+    bench_storage.add_argument("--json", action="store_true")
+
+    database = sub.add_parser("db", help="migrate the conversation database (DATABASE_URL)")
+    database_sub = database.add_subparsers(dest="db", required=True)
+    upgrade = database_sub.add_parser("upgrade", help="migrate up (to the newest schema by default)")
+    upgrade.add_argument("revision", nargs="?", default="head")
+    downgrade = database_sub.add_parser("downgrade", help="migrate down to a revision ('base': empty)")
+    downgrade.add_argument("revision")
+    database_sub.add_parser("current", help="show the database's schema revision")
     return parser
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,8 @@ from core_model.pipeline import fit, split_validation
 
 
 def dispatch(args: argparse.Namespace, settings: Settings) -> int:
-    handlers = {"run": run, "chat": chat, "reply": reply, "train": train, "eval": evaluate, "bench": bench}
+    handlers = {"run": run, "chat": chat, "reply": reply, "train": train, "eval": evaluate,
+                "bench": bench, "db": database}
     return handlers[args.command](args, settings)
 
 
@@ -78,16 +79,34 @@ def evaluate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def bench(args: argparse.Namespace, settings: Settings) -> int:
-    from bot import benchmarking
+    if args.bench == "storage":
+        from bot.storage_benchmark import bench_storage
 
-    if args.bench == "train":
-        result = benchmarking.bench_train(args)
+        result = bench_storage(args.url, args.data_dir, messages=args.messages, log_count=args.log_count)
     else:
-        model = args.model or settings.active_model_dir
-        result = benchmarking.bench_infer(model, settings.decode_config(), args.concurrency, args.prompts)
+        from bot import benchmarking
+
+        if args.bench == "train":
+            result = benchmarking.bench_train(args)
+        else:
+            model = args.model or settings.active_model_dir
+            result = benchmarking.bench_infer(model, settings.decode_config(), args.concurrency, args.prompts)
     if args.json:
         emit_json(result)
     else:
         for key, value in result.items():
             print(f"{key:>26}: {value}")
+    return 0
+
+
+def database(args: argparse.Namespace, settings: Settings) -> int:
+    from bot import database as db
+
+    url = settings.database
+    if args.db == "upgrade":
+        db.upgrade(url, args.revision)
+    elif args.db == "downgrade":
+        db.downgrade(url, args.revision)
+    current, head = db.current_revision(url)
+    print(f"database revision: {current or 'empty'} (newest: {head})")
     return 0

@@ -10,9 +10,10 @@ from pathlib import Path
 _URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 # Personal data. A pair that contains any of these is dropped whole rather than redacted: a
 # redaction placeholder would teach the model to say it, and a partial miss would leak the rest.
-_PERSONAL_DATA = re.compile(
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_TWO_DIGITS = re.compile(r"\d\d")  # every number pattern below has two digits in a row
+_NUMBERS = re.compile(
     "|".join([
-        r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+",  # e-mail address
         r"\b\d{6}\s*-\s*[1-8]\d{6}\b",  # Korean resident registration number (or foreigner number)
         r"\b01[016789][\s.-]?\d{3,4}[\s.-]?\d{4}\b",  # Korean mobile number
         r"\+\d{1,3}[\s.-]?\(?\d{1,4}\)?(?:[\s.-]?\d{2,4}){2,4}",  # international number
@@ -55,11 +56,15 @@ class TextFilter:
             return False
         if stripped.startswith("/"):  # a bot command, not conversation
             return False
-        if not _URL.sub("", stripped).strip():  # nothing but links
-            return False
+        # The cheap substring tests skip the costlier patterns for most texts (mining runs this on
+        # every logged message).
+        if ("://" in stripped or "www." in stripped.lower()) and not _URL.sub("", stripped).strip():
+            return False  # nothing but links
         if self._blocked is not None and self._blocked.search(stripped.casefold()):
             return False
-        return _PERSONAL_DATA.search(stripped) is None
+        if "@" in stripped and _EMAIL.search(stripped):
+            return False
+        return not (_TWO_DIGITS.search(stripped) and _NUMBERS.search(stripped))
 
 
 def _alternation(words: Iterable[str]) -> re.Pattern[str] | None:

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import ColumnElement, and_, delete, insert, select, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from storage.db import rows_affected
 from storage.models import Chat, ChatKind, Message
 from storage.people import ensure_chat, ensure_person
+
+_messages = cast(Table, Message.__table__)
+# Built once: they run for every message (see storage.people).
+_INSERT_MESSAGE = insert(_messages).returning(_messages.c.id)
+_FIND_MESSAGE = select(_messages.c.id).where(
+    _messages.c.chat_id == bindparam("chat_id"),
+    _messages.c.platform_message_id == bindparam("platform_message_id"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,14 +39,12 @@ def log_incoming(session: Session, *, platform: str, chat_id: str, chat_kind: Ch
                            title=chat_title)
     person = ensure_person(session, platform=platform, external_id=author_id, display_name=author_name)
     kept_text = None if person.opted_out else text
-    row_id = session.execute(
-        insert(Message).values(
-            chat_id=chat_row, author_id=person.id, platform_message_id=message_id,
-            thread_id=thread_id, text=kept_text, created_at=created_at,
-            reply_to_platform_id=reply_to_message_id,
-            reply_to_id=_resolve(session, chat_row, reply_to_message_id),
-        ).returning(Message.id)
-    ).scalar_one()
+    row_id = session.connection().execute(_INSERT_MESSAGE, {
+        "chat_id": chat_row, "author_id": person.id, "platform_message_id": message_id,
+        "thread_id": thread_id, "text": kept_text, "created_at": created_at,
+        "reply_to_platform_id": reply_to_message_id,
+        "reply_to_id": _resolve(session, chat_row, reply_to_message_id), "from_bot": False,
+    }).scalar_one()
     return LoggedMessage(row_id, chat_row, person.id, text_kept=kept_text is not None)
 
 
@@ -95,7 +101,5 @@ def _find(platform: str, chat_id: str, message_id: str) -> ColumnElement[bool]:
 def _resolve(session: Session, chat_row: int, platform_message_id: str | None) -> int | None:
     if platform_message_id is None:
         return None
-    return session.execute(
-        select(Message.id).where(Message.chat_id == chat_row,
-                                 Message.platform_message_id == platform_message_id)
-    ).scalar()
+    return session.connection().execute(
+        _FIND_MESSAGE, {"chat_id": chat_row, "platform_message_id": platform_message_id}).scalar()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Select, Table, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -20,18 +20,23 @@ class PersonRef:
     opted_out: bool
 
 
+_people = cast(Table, Person.__table__)
+_chats = cast(Table, Chat.__table__)
+# Built once: logging runs these for every message, and building a statement costs more than
+# running it on SQLite.
+_FIND_PERSON = select(_people.c.id, _people.c.opted_out, _people.c.display_name).where(
+    _people.c.platform == bindparam("platform"), _people.c.external_id == bindparam("external_id"))
+_FIND_CHAT = select(_chats.c.id).where(
+    _chats.c.platform == bindparam("platform"), _chats.c.external_id == bindparam("external_id"))
+
+
 def ensure_person(session: Session, *, platform: str, external_id: str,
                   display_name: str | None) -> PersonRef:
     """The person's row, created on first sight; the display name follows renames unless opted out."""
-    row = session.execute(
-        select(Person.id, Person.opted_out, Person.display_name)
-        .where(Person.platform == platform, Person.external_id == external_id)
-    ).first()
+    key = {"platform": platform, "external_id": external_id}
+    row = session.connection().execute(_FIND_PERSON, key).first()
     if row is None:
-        person_id = _insert_once(session, Person(platform=platform, external_id=external_id,
-                                                 display_name=display_name),
-                                 select(Person.id).where(Person.platform == platform,
-                                                         Person.external_id == external_id))
+        person_id = _insert_once(session, _people, {**key, "display_name": display_name}, _FIND_PERSON)
         return PersonRef(person_id, opted_out=False)
     if not row.opted_out and display_name and row.display_name != display_name:
         session.execute(update(Person).where(Person.id == row.id).values(display_name=display_name))
@@ -41,24 +46,23 @@ def ensure_person(session: Session, *, platform: str, external_id: str,
 def ensure_chat(session: Session, *, platform: str, external_id: str, kind: ChatKind,
                 title: str | None) -> int:
     """The chat's row id, created on first sight."""
-    chat_id = session.execute(
-        select(Chat.id).where(Chat.platform == platform, Chat.external_id == external_id)
-    ).scalar()
+    key = {"platform": platform, "external_id": external_id}
+    chat_id = session.connection().execute(_FIND_CHAT, key).scalar()
     if chat_id is not None:
-        return chat_id
-    return _insert_once(session, Chat(platform=platform, external_id=external_id, kind=kind, title=title),
-                        select(Chat.id).where(Chat.platform == platform, Chat.external_id == external_id))
+        return int(chat_id)
+    return _insert_once(session, _chats, {**key, "kind": kind, "title": title}, _FIND_CHAT)
 
 
-def _insert_once(session: Session, row: Person | Chat, lookup: Select[Any]) -> int:
+def _insert_once(session: Session, table: Table, values: dict[str, Any], lookup: Select[Any]) -> int:
     # Another process may insert the same row between our select and insert (PostgreSQL); the
     # savepoint lets us lose that race gracefully and read the winner's row.
     try:
         with session.begin_nested():
-            session.add(row)
-        return row.id
+            return int(session.connection().execute(
+                insert(table).returning(table.c.id), values).scalar_one())
     except IntegrityError:
-        return session.execute(lookup).scalar_one()
+        key = {"platform": values["platform"], "external_id": values["external_id"]}
+        return int(session.connection().execute(lookup, key).scalar_one())
 
 
 def find_person(session: Session, *, platform: str, external_id: str) -> int | None:

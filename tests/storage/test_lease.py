@@ -49,7 +49,7 @@ def test_only_one_of_many_concurrent_takers_wins(db: Database) -> None:
             start.wait()
             if take(db, holder, 0):
                 winners.append(holder)
-        except BaseException as error:  # noqa: BLE001 - reported below
+        except BaseException as error:  # reported below
             errors.append(error)
 
     threads = [threading.Thread(target=contend, args=(f"p{i}",)) for i in range(6)]
