@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.adapters.console import chat
+from bot.database import apply_retention, open_database
 from bot.default_model import ensure_default_model
 from bot.service import ChatService
 from bot.settings import Settings
@@ -33,4 +35,11 @@ async def run_console(settings: Settings, model: Path | None = None, decode: Dec
 
 async def run_app(settings: Settings) -> int:
     """For now the terminal chat; the platform adapters join here when their tokens are set."""
-    return await run_console(settings)
+    database = open_database(settings.database)  # brings the schema up to date first
+    try:
+        purged = apply_retention(database, settings, datetime.now(UTC))
+        if purged:
+            log.info("retention: deleted %d messages older than %g days", purged, settings.retention_days)
+        return await run_console(settings)
+    finally:
+        database.close()

@@ -9,6 +9,9 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from alembic.util.exc import CommandError
+from sqlalchemy.exc import SQLAlchemyError
+
 from bot.settings import Settings, SettingsError, load_settings
 from core_model.checkpoint import CheckpointError
 from core_model.config import DecodeConfig, ModelConfig, TrainConfig
@@ -139,8 +142,11 @@ def main(argv: list[str] | None = None) -> int:
         from bot import commands_cli  # torch is imported only once the arguments are known good
 
         return commands_cli.dispatch(args, settings)
-    except (SettingsError, CorpusError, CheckpointError, ValueError, OSError) as error:
-        print(f"chatbot: error: {error}", file=sys.stderr)
+    except (SettingsError, CorpusError, CheckpointError, ValueError, OSError, SQLAlchemyError,
+            CommandError) as error:
+        # Database drivers write several lines (SQL, parameters, a link): the first one says it.
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        print(f"chatbot: error: {first_line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

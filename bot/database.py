@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from alembic import command
@@ -17,6 +17,7 @@ import migrations
 from bot.settings import Settings
 from storage.db import make_engine, make_session_factory
 from storage.filters import TextFilter, read_blocklist
+from storage.messages import purge_older_than
 from storage.mining import MiningRules
 
 MIGRATIONS_DIR = Path(migrations.__file__).parent
@@ -78,3 +79,11 @@ def mining_rules(settings: Settings) -> MiningRules:
                              blocklist=blocklist)
     return MiningRules(window=timedelta(seconds=settings.pair_window_seconds), text_filter=text_filter,
                        max_person_share=settings.max_person_share)
+
+
+def apply_retention(database: Database, settings: Settings, now: datetime) -> int:
+    """Delete the messages older than RETENTION_DAYS (none when it is 0); returns how many."""
+    if not settings.retention_days:
+        return 0
+    with database.sessions.begin() as session:
+        return purge_older_than(session, cutoff=now - timedelta(days=settings.retention_days))

@@ -15,7 +15,7 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 READ_ONLY = "chatbot_read_only"
 
 
-class DatabaseError(RuntimeError):
+class DatabaseError(ValueError):
     """The database URL is unusable; the message names it."""
 
 

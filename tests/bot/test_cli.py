@@ -74,3 +74,32 @@ def test_bad_setting_is_named(tmp_path: Path) -> None:
     result = chatbot("chat", "--model", "x", cwd=tmp_path)
     assert result.returncode == 2
     assert "BEAM_WIDTH" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_db_commands_migrate_the_configured_database(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(f"DATABASE_URL=sqlite:///{tmp_path / 'chat.db'}\n")
+    assert "revision: empty" in chatbot("db", "current", cwd=tmp_path).stdout
+    upgraded = chatbot("db", "upgrade", cwd=tmp_path)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert "revision: 0001" in upgraded.stdout and (tmp_path / "chat.db").exists()
+    assert "revision: empty" in chatbot("db", "downgrade", "base", cwd=tmp_path).stdout
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("not a url", "DATABASE_URL"),
+    ("postgresql+psycopg://nobody:wrong@127.0.0.1:1/none", "127.0.0.1"),
+])
+def test_bad_database_url_is_one_line(url: str, message: str, tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(f"DATABASE_URL={url}\n")
+    result = chatbot("db", "upgrade", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_run_brings_the_database_up_to_date(trained_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(f"MODEL_DIR={trained_dir / 'model'}\nDATA_DIR={tmp_path / 'var'}\n")
+    result = chatbot("run", stdin="hello\n", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    current = chatbot("db", "current", cwd=tmp_path)
+    assert "revision: 0001 (newest: 0001)" in current.stdout
