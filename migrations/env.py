@@ -6,9 +6,8 @@ import os
 from logging.config import fileConfig
 
 from alembic import context
-from sqlalchemy import Connection
+from sqlalchemy import Connection, create_engine
 
-from storage.db import make_engine
 from storage.models import Base
 
 config = context.config
@@ -46,7 +45,7 @@ def run_migrations_online() -> None:
     if connection is not None:
         run_on(connection)
         return
-    engine = make_engine(database_url())
+    engine = create_engine(database_url())
     try:
         with engine.connect() as connection:
             run_on(connection)
