@@ -1,4 +1,4 @@
-"""Composition root: settings -> model -> engine -> service -> adapters, torn down in reverse."""
+"""Composition root: settings -> database -> engine -> service -> adapters, torn down in reverse."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bot.adapters.console import chat
-from bot.database import apply_retention, open_database
+from bot.adapters.console import CONSOLE, chat, console_user
+from bot.database import Database, apply_retention, open_database
 from bot.default_model import ensure_default_model
-from bot.service import ChatService
+from bot.permissions import Permissions
+from bot.service import ChatService, ReplyEngine
 from bot.settings import Settings
 from core_model.config import DecodeConfig
 from core_model.engine import InferenceEngine
@@ -23,23 +24,34 @@ def model_path(settings: Settings) -> Path:
     return ensure_default_model(settings.active_model_dir, settings.default_train_seconds, settings.torch_threads)
 
 
+def build_service(settings: Settings, engine: ReplyEngine, database: Database) -> ChatService:
+    # Whoever runs the terminal chat owns the bot: they are its admin there.
+    admins = {platform: settings.admin_ids(platform) for platform in ("telegram", "discord")}
+    admins[CONSOLE] = frozenset({console_user()})
+    return ChatService(engine, database, Permissions(admins), cooldown_seconds=settings.chat_cooldown_seconds)
+
+
+def open_store(settings: Settings) -> Database:
+    """The conversation database, migrated to the newest schema, with old messages purged."""
+    database = open_database(settings.database)
+    purged = apply_retention(database, settings, datetime.now(UTC))
+    if purged:
+        log.info("retention: deleted %d messages older than %g days", purged, settings.retention_days)
+    return database
+
+
 async def run_console(settings: Settings, model: Path | None = None, decode: DecodeConfig | None = None) -> int:
+    database = open_store(settings)
     engine = InferenceEngine.from_dir(model or model_path(settings), decode or settings.decode_config(),
                                       threads=settings.torch_threads)
     try:
-        await chat(ChatService(engine))
+        await chat(build_service(settings, engine, database))
     finally:
         await engine.close()
+        database.close()
     return 0
 
 
 async def run_app(settings: Settings) -> int:
     """For now the terminal chat; the platform adapters join here when their tokens are set."""
-    database = open_database(settings.database)  # brings the schema up to date first
-    try:
-        purged = apply_retention(database, settings, datetime.now(UTC))
-        if purged:
-            log.info("retention: deleted %d messages older than %g days", purged, settings.retention_days)
-        return await run_console(settings)
-    finally:
-        database.close()
+    return await run_console(settings)

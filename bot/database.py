@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import migrations
 from bot.settings import Settings
-from storage.db import make_engine, make_session_factory
+from storage.db import make_engine, make_session_factory, parse_url
 from storage.filters import TextFilter, read_blocklist
 from storage.messages import purge_older_than
 from storage.mining import MiningRules
@@ -47,6 +47,7 @@ def open_database(url: str, *, migrate: bool = True) -> Database:
 
 
 def alembic_config(url: str) -> Config:
+    parse_url(url)  # a bad URL is named here, before Alembic reports it without saying which
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["url"] = url

@@ -1,32 +1,41 @@
-"""ChatService: the one transport-agnostic entry point every adapter hands its messages to."""
+"""ChatService: the one transport-agnostic entry point every adapter hands its messages to.
+
+It logs every message it sees, decides whether to answer, asks the engine for the reply and logs
+the reply linked to the message it answers. Adapters translate and send, nothing else.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Literal, Protocol
+from typing import Protocol
 
+from bot.commands import COMMANDS, NOT_ADMIN, CommandContext, parse_command
+from bot.database import Database
+from bot.messages import IncomingMessage, Reply
+from bot.permissions import Permissions
 from core_model.tokenizer import normalize
+from storage.messages import (
+    LoggedMessage,
+    log_incoming,
+    log_reply,
+    record_deletion,
+    record_edit,
+    record_sent,
+)
+from storage.models import ChatKind
+from storage.people import get_chattiness
 
-ChatKind = Literal["private", "group", "channel"]
+log = logging.getLogger(__name__)
 
 MAX_INPUT_CHARS = 4000  # longer messages are cut; the model reads only the last tokens anyway
-
-
-@dataclass(frozen=True)
-class IncomingMessage:
-    platform: str
-    chat_id: str
-    chat_kind: ChatKind
-    user_id: str
-    user_name: str
-    text: str
-    message_id: str = ""
-    reply_to_id: str | None = None
-    thread_id: str | None = None
-    mentions_bot: bool = False
-    replies_to_bot: bool = False
-    sent_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+EMPTY_INPUT = "I only read text: write me a few words."
+NO_REPLY = "…"  # the model produced no token (e.g. it ended at once)
+UNKNOWN_COMMAND = "Unknown command /{name}. Try /help."
 
 
 class ReplyEngine(Protocol):
@@ -36,34 +45,96 @@ class ReplyEngine(Protocol):
     def metrics(self) -> dict[str, object]: ...
 
 
-HELP = (
-    "I am a Seq2Seq chatbot: write to me and I answer.\n"
-    "/help  this text\n"
-    "/model  which model answers you"
-)
-EMPTY_INPUT = "I only read text: write me a few words."
-NO_REPLY = "…"  # the model produced no token (e.g. it ended at once)
-
-
 class ChatService:
-    def __init__(self, engine: ReplyEngine) -> None:
+    def __init__(self, engine: ReplyEngine, database: Database, permissions: Permissions, *,
+                 cooldown_seconds: float = 30.0, rng: random.Random | None = None) -> None:
         self.engine = engine
+        self.database = database
+        self.permissions = permissions
+        self.cooldown_seconds = cooldown_seconds
+        # The version row of the live model, set by whoever swaps models; logged with each reply.
+        self.model_version_id: int | None = None
+        self._rng = rng or random.Random()
+        self._last_unasked: dict[tuple[str, str], float] = {}
 
-    async def handle(self, message: IncomingMessage) -> str | None:
-        """The reply to send, or None when the bot stays silent."""
+    async def handle(self, message: IncomingMessage) -> Reply | None:
+        """Log the message; the reply to send (already logged), or None when the bot stays silent."""
         text = normalize(message.text[:MAX_INPUT_CHARS])
-        if text.startswith("/"):
-            return self._command(text)
-        if not text:
-            return EMPTY_INPUT
-        return await self.engine.reply(text) or NO_REPLY
+        logged = await asyncio.to_thread(self._log_incoming, message, text)
+        command = parse_command(text)
+        if command is not None:
+            answer = await self._command(message, logged, *command)
+        elif not text:  # nothing the model could read: say so, if the message was for the bot
+            if not _addressed(message):
+                return None
+            answer = EMPTY_INPUT
+        elif await self._should_answer(message):
+            answer = await self.engine.reply(text) or NO_REPLY
+        else:
+            return None
+        row_id = await asyncio.to_thread(self._log_reply, message, logged, answer)
+        return Reply(answer, row_id)
 
-    def _command(self, text: str) -> str:
-        name = text.split()[0].split("@")[0].lower()
-        if name in ("/start", "/help"):
-            return HELP
-        if name == "/model":
-            m = self.engine.metrics
-            return (f"Seq2Seq model trained on {m.get('train_pairs', '?')} pairs, "
-                    f"validation {m.get('valid_bits_per_char', float('nan')):.3f} bits/char.")
-        return f"Unknown command {name}. Try /help."
+    async def sent(self, reply: Reply, message_id: str) -> None:
+        """The platform accepted a reply and gave it this id (so that replies to it are linked)."""
+        if reply.row_id is not None:
+            await asyncio.to_thread(self._in_session, record_sent, row_id=reply.row_id, message_id=message_id)
+
+    async def edited(self, platform: str, chat_id: str, message_id: str, text: str, at: datetime) -> None:
+        await asyncio.to_thread(self._in_session, record_edit, platform=platform, chat_id=chat_id,
+                                message_id=message_id, text=normalize(text[:MAX_INPUT_CHARS]), edited_at=at)
+
+    async def deleted(self, platform: str, chat_id: str, message_id: str, at: datetime) -> None:
+        await asyncio.to_thread(self._in_session, record_deletion, platform=platform, chat_id=chat_id,
+                                message_id=message_id, deleted_at=at)
+
+    async def _should_answer(self, message: IncomingMessage) -> bool:
+        """Always when addressed; otherwise by the chat's chattiness, at most once per cooldown."""
+        if _addressed(message):
+            return True
+        key = (message.platform, message.chat_id)
+        now = time.monotonic()
+        if now - self._last_unasked.get(key, -float("inf")) < self.cooldown_seconds:
+            return False
+        percent = await asyncio.to_thread(self._chattiness, message)
+        if percent <= 0 or self._rng.random() * 100 >= percent:
+            return False
+        self._last_unasked[key] = now
+        return True
+
+    async def _command(self, message: IncomingMessage, logged: LoggedMessage, name: str, args: str) -> str:
+        command = COMMANDS.get(name)
+        if command is None:
+            return UNKNOWN_COMMAND.format(name=name)
+        if command.admin_only and not await self.permissions.is_admin(message):
+            log.info("refused /%s to %s:%s in chat %s", name, message.platform, message.user_id,
+                     message.chat_id)
+            return NOT_ADMIN.format(name=f"/{name}")
+        context = CommandContext(message, args, logged.chat_id, self.database, self.engine.metrics)
+        return await command.run(context)
+
+    def _log_incoming(self, message: IncomingMessage, text: str) -> LoggedMessage:
+        with self.database.sessions.begin() as session:
+            return log_incoming(
+                session, platform=message.platform, chat_id=message.chat_id,
+                chat_kind=ChatKind(message.chat_kind), chat_title=message.chat_title,
+                author_id=message.user_id, author_name=message.user_name, message_id=message.message_id,
+                text=text, created_at=message.sent_at, reply_to_message_id=message.reply_to_id,
+                thread_id=message.thread_id)
+
+    def _log_reply(self, message: IncomingMessage, logged: LoggedMessage, text: str) -> int:
+        with self.database.sessions.begin() as session:
+            return log_reply(session, answers=logged, text=text, created_at=datetime.now(UTC),
+                             model_version_id=self.model_version_id, thread_id=message.thread_id)
+
+    def _chattiness(self, message: IncomingMessage) -> int:
+        with self.database.reads.begin() as session:
+            return get_chattiness(session, platform=message.platform, external_id=message.chat_id)
+
+    def _in_session(self, action: Callable[..., object], **values: object) -> None:
+        with self.database.sessions.begin() as session:
+            action(session, **values)
+
+
+def _addressed(message: IncomingMessage) -> bool:
+    return message.chat_kind == "private" or message.mentions_bot or message.replies_to_bot

@@ -24,6 +24,16 @@ class Settings(BaseSettings):
     torch_threads: int | None = Field(None, ge=1)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
 
+    # Platforms: an adapter starts when its token is set; the terminal chat when none is.
+    telegram_token: str | None = None
+    discord_token: str | None = None
+    discord_guild_id: int | None = None
+    # Global admins: comma-separated platform user ids, allowed admin commands everywhere.
+    telegram_admin_ids: str = ""
+    discord_admin_ids: str = ""
+    # Unaddressed answers in one chat are at least this many seconds apart.
+    chat_cooldown_seconds: float = Field(30.0, ge=0)
+
     database_url: str | None = None
     # Pair mining: the adjacency window, text length bounds, blocked words and the per-person cap.
     pair_window_seconds: float = Field(300.0, gt=0)
@@ -41,6 +51,10 @@ class Settings(BaseSettings):
     max_reply_tokens: int = Field(40, ge=1, le=512)
     temperature: float = Field(0.8, gt=0)
     top_p: float = Field(0.9, gt=0, le=1)
+
+    def admin_ids(self, platform: str) -> frozenset[str]:
+        raw = {"telegram": self.telegram_admin_ids, "discord": self.discord_admin_ids}.get(platform, "")
+        return frozenset(part.strip() for part in raw.split(",") if part.strip())
 
     @property
     def database(self) -> str:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,11 @@ class FitResult:
     train_pairs: int
     valid_pairs: int
     result: TrainResult
+    trained_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     def metrics(self) -> dict[str, Any]:
-        return {"train_pairs": self.train_pairs, "valid_pairs": self.valid_pairs, **asdict(self.result)}
+        return {"train_pairs": self.train_pairs, "valid_pairs": self.valid_pairs,
+                "trained_at": self.trained_at, **asdict(self.result)}
 
 
 def split_validation(pairs: Sequence[Pair], share: float = 0.05, seed: int = 0) -> tuple[list[Pair], list[Pair]]:

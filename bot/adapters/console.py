@@ -4,27 +4,34 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import itertools
 import sys
 
-from bot.service import ChatService, IncomingMessage
+from bot.messages import IncomingMessage
+from bot.service import ChatService
 
+CONSOLE = "console"
 PROMPT = "you> "
+
+
+def console_user() -> str:
+    return getpass.getuser()
 
 
 async def chat(service: ChatService, *, prompt: str = PROMPT) -> None:
     """Read lines from stdin until EOF or /quit and print the bot's replies."""
-    user = getpass.getuser()
+    user = console_user()
     interactive = sys.stdin.isatty()
     if interactive:
         print("Chatting with the bot. /help for commands, /quit or Ctrl-D to leave.")
-    while True:
+    for number in itertools.count(1):
         line = await asyncio.to_thread(_read_line, prompt if interactive else "")
         if line is None or line.strip() in ("/quit", "/exit"):
             break
-        message = IncomingMessage("console", "console", "private", user, user, line)
+        message = IncomingMessage(CONSOLE, CONSOLE, "private", user, user, line, message_id=f"{number}")
         reply = await service.handle(message)
         if reply is not None:
-            print(f"bot> {reply}" if interactive else reply, flush=True)
+            print(f"bot> {reply.text}" if interactive else reply.text, flush=True)
 
 
 def _read_line(prompt: str) -> str | None:

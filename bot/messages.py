@@ -1,0 +1,36 @@
+"""The message types every adapter speaks: what came in, and the reply to send back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+ChatKind = Literal["private", "group", "channel"]
+
+
+@dataclass(frozen=True)
+class IncomingMessage:
+    platform: str
+    chat_id: str
+    chat_kind: ChatKind
+    user_id: str
+    user_name: str
+    # With any mention of the bot already removed by the adapter.
+    text: str
+    message_id: str | None = None
+    reply_to_id: str | None = None
+    thread_id: str | None = None
+    mentions_bot: bool = False
+    replies_to_bot: bool = False
+    chat_title: str | None = None
+    # Telegram's anonymous group admins post as the chat itself.
+    sender_is_chat: bool = False
+    sent_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str
+    # The logged row of this reply; the adapter reports the platform's id for it once sent.
+    row_id: int | None = None
