@@ -61,6 +61,10 @@ class ChatService:
         """Log the message; the reply to send (already logged), or None when the bot stays silent."""
         text = normalize(message.text[:MAX_INPUT_CHARS])
         logged = await asyncio.to_thread(self._log_incoming, message, text)
+        if logged.duplicate:  # the platform delivered it again: it was handled the first time
+            log.info("ignoring redelivered message %s in %s:%s", message.message_id, message.platform,
+                     message.chat_id)
+            return None
         command = parse_command(text)
         if command is not None:
             answer = await self._command(message, logged, *command)

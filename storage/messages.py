@@ -28,16 +28,24 @@ class LoggedMessage:
     author_id: int | None
     # False when the author opted out: the message was counted but its text not kept.
     text_kept: bool
+    # True when this platform message was already logged (a platform delivering it again).
+    duplicate: bool = False
 
 
 def log_incoming(session: Session, *, platform: str, chat_id: str, chat_kind: ChatKind,
                  chat_title: str | None, author_id: str, author_name: str | None,
                  message_id: str | None, text: str, created_at: datetime,
                  reply_to_message_id: str | None = None, thread_id: str | None = None) -> LoggedMessage:
-    """Log a message a person wrote (ids as the platform gives them); the reply link is resolved."""
+    """Log a message a person wrote (ids as the platform gives them); the reply link is resolved.
+
+    Logging the same platform message twice (a redelivery) returns the first row, marked duplicate.
+    """
     chat_row = ensure_chat(session, platform=platform, external_id=chat_id, kind=chat_kind,
                            title=chat_title)
     person = ensure_person(session, platform=platform, external_id=author_id, display_name=author_name)
+    existing = _resolve(session, chat_row, message_id)
+    if existing is not None:
+        return LoggedMessage(existing, chat_row, person.id, text_kept=not person.opted_out, duplicate=True)
     kept_text = None if person.opted_out else text
     row_id = session.connection().execute(_INSERT_MESSAGE, {
         "chat_id": chat_row, "author_id": person.id, "platform_message_id": message_id,

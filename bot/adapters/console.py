@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-import itertools
 import sys
 
 from bot.messages import IncomingMessage
@@ -24,11 +23,12 @@ async def chat(service: ChatService, *, prompt: str = PROMPT) -> None:
     interactive = sys.stdin.isatty()
     if interactive:
         print("Chatting with the bot. /help for commands, /quit or Ctrl-D to leave.")
-    for number in itertools.count(1):
+    while True:
         line = await asyncio.to_thread(_read_line, prompt if interactive else "")
         if line is None or line.strip() in ("/quit", "/exit"):
             break
-        message = IncomingMessage(CONSOLE, CONSOLE, "private", user, user, line, message_id=f"{number}")
+        # No message id: the terminal has none, and nothing can reply to a line by its id.
+        message = IncomingMessage(CONSOLE, CONSOLE, "private", user, user, line)
         reply = await service.handle(message)
         if reply is not None:
             print(f"bot> {reply.text}" if interactive else reply.text, flush=True)

@@ -52,7 +52,7 @@ def test_eval_reports_quality_as_json(trained_dir: Path) -> None:
 
 
 def test_chat_reads_stdin(trained_dir: Path) -> None:
-    result = chatbot("chat", "--model", str(trained_dir / "model"), stdin="/help\nhello\n")
+    result = chatbot("chat", "--model", str(trained_dir / "model"), stdin="/help\nhello\n", cwd=trained_dir)
     assert result.returncode == 0, result.stderr
     assert "/help" in result.stdout and len(result.stdout.strip().splitlines()) >= 4
 

@@ -177,3 +177,10 @@ async def test_optout_stops_keeping_words_and_optin_resumes(service: ChatService
     await service.handle(group("kept again", user="shy"))
     texts = [text for text, from_bot, _ in logged(database) if not from_bot]
     assert texts == ["/optout", None, None, "kept again"]  # /optin itself came while opted out
+
+
+async def test_a_redelivered_message_is_answered_once(service: ChatService, database: Database) -> None:
+    message = private("hello there")
+    assert await service.handle(message) is not None
+    assert await service.handle(message) is None
+    assert len(logged(database)) == 2

@@ -106,3 +106,10 @@ def test_purge_deletes_only_older_messages_and_unlinks_replies(session: Session)
     assert purge_older_than(session, cutoff=at(50)) == 1
     assert session.get(Message, old.id) is None
     assert row(session, new.id).reply_to_id is None
+
+
+def test_a_redelivered_message_is_logged_once(session: Session) -> None:
+    first = say(session, "alice", "hello", 0, message_id="77")
+    again = say(session, "alice", "hello", 0, message_id="77")
+    assert not first.duplicate and again.duplicate and again.id == first.id
+    assert session.execute(select(Message.id)).scalars().all() == [first.id]
