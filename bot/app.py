@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 from bot.adapters.console import CONSOLE, chat, console_user
 from bot.database import Database, apply_retention, open_database
@@ -52,6 +55,49 @@ async def run_console(settings: Settings, model: Path | None = None, decode: Dec
     return 0
 
 
+class Adapter(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+def build_adapters(settings: Settings, service: ChatService) -> list[Adapter]:
+    adapters: list[Adapter] = []
+    if settings.telegram_token:
+        from bot.adapters.telegram import TelegramAdapter, TelegramOptions
+
+        adapters.append(TelegramAdapter(service, TelegramOptions(
+            token=settings.telegram_token, api_url=settings.telegram_api_url,
+            overall_per_second=settings.telegram_rate_per_second,
+            group_per_minute=settings.telegram_group_rate_per_minute,
+            max_retries=settings.telegram_max_retries)))
+    return adapters
+
+
 async def run_app(settings: Settings) -> int:
-    """For now the terminal chat; the platform adapters join here when their tokens are set."""
-    return await run_console(settings)
+    """Every adapter whose token is set, in this one event loop; the terminal chat when none is."""
+    if not settings.telegram_token:
+        return await run_console(settings)
+    database = open_store(settings)
+    engine = InferenceEngine.from_dir(model_path(settings), settings.decode_config(),
+                                      threads=settings.torch_threads)
+    adapters = build_adapters(settings, build_service(settings, engine, database))
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signal_number, stopping.set)
+    started: list[Adapter] = []
+    try:
+        for adapter in adapters:
+            await adapter.start()
+            started.append(adapter)
+        await stopping.wait()
+        log.info("shutting down: no new updates, finishing the replies in flight")
+    finally:
+        # Reverse order: adapters stop taking updates and finish their handlers, then the engine
+        # (which answers what is still queued) and the database close.
+        for adapter in reversed(started):
+            await adapter.stop()
+        await engine.close()
+        database.close()
+    return 0

@@ -34,3 +34,24 @@ class Reply:
     text: str
     # The logged row of this reply; the adapter reports the platform's id for it once sent.
     row_id: int | None = None
+
+
+def split_text(text: str, limit: int) -> list[str]:
+    """Cut a reply into pieces of at most `limit` characters, at a line break or space when possible."""
+    if limit < 1:
+        raise ValueError("limit must be positive")
+    pieces: list[str] = []
+    rest = text
+    while len(rest) > limit:
+        if rest[limit].isspace():
+            cut = limit
+        else:
+            cut = max(rest.rfind("\n", 0, limit), rest.rfind(" ", 0, limit))
+            if cut < limit // 2:  # no break in the second half of the window: cut the word
+                cut = limit
+        if piece := rest[:cut].rstrip():
+            pieces.append(piece)
+        rest = rest[cut:].lstrip()
+    if rest or not pieces:
+        pieces.append(rest)
+    return pieces

@@ -26,6 +26,13 @@ class Settings(BaseSettings):
 
     # Platforms: an adapter starts when its token is set; the terminal chat when none is.
     telegram_token: str | None = None
+    # Another Bot API server (e.g. a local telegram-bot-api); empty for Telegram's own.
+    telegram_api_url: str | None = None
+    # Telegram's flood limits: messages per second overall and per minute in one group, and how
+    # many times a rate-limited send is retried.
+    telegram_rate_per_second: float = Field(30.0, gt=0)
+    telegram_group_rate_per_minute: float = Field(20.0, gt=0)
+    telegram_max_retries: int = Field(3, ge=0)
     discord_token: str | None = None
     discord_guild_id: int | None = None
     # Global admins: comma-separated platform user ids, allowed admin commands everywhere.
