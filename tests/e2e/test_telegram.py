@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -160,3 +161,41 @@ async def test_long_reply_is_split_at_the_limit(fake: FakeTelegram, database: Da
     assert all(len(piece["text"]) <= 4096 for piece in pieces)
     assert " ".join(piece["text"] for piece in pieces).split() == ["word"] * 2000
     assert "reply_parameters" in pieces[0] and "reply_parameters" not in pieces[1]
+
+
+async def test_graceful_stop_loses_no_delivered_message(fake: FakeTelegram, database: Database,
+                                                        model_dir: Path) -> None:
+    engine = InferenceEngine.from_dir(model_dir, DecodeConfig(strategy="greedy", no_repeat_ngram=0))
+    adapter = await start_bot(fake, database, engine)
+    pushed = [await fake.push_message(f"@{BOT_USERNAME} hello there {i}", chat_id=-200 - i) for i in range(20)]
+    await fake.next_sent()
+    await adapter.stop()  # while most replies are still being generated
+    await engine.close()
+    delivered = {message["message_id"] for message in pushed if message["update_id"] in fake.delivered}
+    with database.reads.begin() as session:
+        logged = set(session.execute(select(Message.platform_message_id)
+                                     .where(Message.from_bot.is_(False))).scalars())
+    assert delivered and {str(message_id) for message_id in delivered} <= logged
+    assert len(fake.calls_to("sendMessage")) == len(delivered)  # and each of them was answered
+
+
+async def test_decoding_never_blocks_the_event_loop(fake: FakeTelegram, bot: TelegramAdapter) -> None:
+    gaps: list[float] = []
+    ticking = True
+
+    async def heartbeat() -> None:
+        last = asyncio.get_running_loop().time()
+        while ticking:
+            await asyncio.sleep(0.01)
+            now = asyncio.get_running_loop().time()
+            gaps.append(now - last)
+            last = now
+
+    beat = asyncio.create_task(heartbeat())
+    for i in range(30):
+        await fake.push_message(f"@{BOT_USERNAME} 안녕하세요 {i}", chat_id=-300 - i)
+    for _ in range(30):
+        await fake.next_sent()
+    ticking = False
+    await beat
+    assert max(gaps) < 0.1

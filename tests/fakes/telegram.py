@@ -31,6 +31,8 @@ class Call:
 class FakeTelegram:
     token: str = "123:TEST"
     calls: list[Call] = field(default_factory=list)
+    # Update ids handed to the bot by getUpdates.
+    delivered: set[int] = field(default_factory=set)
     # chat id -> user id -> status ("member", "administrator", "creator")
     members: dict[int, dict[int, str]] = field(default_factory=dict)
     # method -> queued (HTTP status, JSON body) answered instead of the real one, oldest first
@@ -90,8 +92,9 @@ class FakeTelegram:
         if edited:
             message["edit_date"] = int(time.time())
         async with self._changed:
-            self._updates.append({"update_id": next(self._update_ids),
-                                  "edited_message" if edited else "message": message})
+            update_id = next(self._update_ids)
+            self._updates.append({"update_id": update_id, "edited_message" if edited else "message": message})
+            message["update_id"] = update_id  # for tests only; PTB ignores unknown fields
             self._changed.notify_all()
         return message
 
@@ -163,6 +166,7 @@ class FakeTelegram:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
                         self._changed.wait_for(lambda: bool(self._updates) or self._closing), timeout)
+            self.delivered.update(update["update_id"] for update in self._updates)
             return list(self._updates)
 
     async def _api_sendMessage(self, params: dict[str, Any]) -> dict[str, Any]:
