@@ -71,12 +71,17 @@ def build_adapters(settings: Settings, service: ChatService) -> list[Adapter]:
             overall_per_second=settings.telegram_rate_per_second,
             group_per_minute=settings.telegram_group_rate_per_minute,
             max_retries=settings.telegram_max_retries)))
+    if settings.discord_token:
+        from bot.adapters.discord import DiscordAdapter, DiscordOptions
+
+        adapters.append(DiscordAdapter(service, DiscordOptions(token=settings.discord_token,
+                                                               guild_id=settings.discord_guild_id)))
     return adapters
 
 
 async def run_app(settings: Settings) -> int:
     """Every adapter whose token is set, in this one event loop; the terminal chat when none is."""
-    if not settings.telegram_token:
+    if not (settings.telegram_token or settings.discord_token):
         return await run_console(settings)
     database = open_store(settings)
     engine = InferenceEngine.from_dir(model_path(settings), settings.decode_config(),
