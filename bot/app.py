@@ -12,6 +12,7 @@ from typing import Protocol
 from bot.adapters.console import CONSOLE, chat, console_user
 from bot.database import Database, apply_retention, open_database
 from bot.default_model import ensure_default_model
+from bot.metrics import BotMetrics, OpsServer
 from bot.permissions import Permissions
 from bot.service import ChatService, ReplyEngine
 from bot.settings import Settings
@@ -27,11 +28,23 @@ def model_path(settings: Settings) -> Path:
     return ensure_default_model(settings.active_model_dir, settings.default_train_seconds, settings.torch_threads)
 
 
-def build_service(settings: Settings, engine: ReplyEngine, database: Database) -> ChatService:
+def build_service(settings: Settings, engine: ReplyEngine, database: Database,
+                  metrics: BotMetrics | None = None) -> ChatService:
     # Whoever runs the terminal chat owns the bot: they are its admin there.
     admins = {platform: settings.admin_ids(platform) for platform in ("telegram", "discord")}
     admins[CONSOLE] = frozenset({console_user()})
-    return ChatService(engine, database, Permissions(admins), cooldown_seconds=settings.chat_cooldown_seconds)
+    return ChatService(engine, database, Permissions(admins), cooldown_seconds=settings.chat_cooldown_seconds,
+                       metrics=metrics)
+
+
+def wire_metrics(engine: InferenceEngine) -> BotMetrics:
+    metrics = BotMetrics()
+    metrics.watch_queue(engine.queue_depth)
+    engine.batch_observers.append(metrics.batch_size.observe)
+    metrics.model.info({"path": str(engine.model_path),
+                        "trained_at": str(engine.metrics.get("trained_at", "unknown"))})
+    metrics.watch_rate_limits()
+    return metrics
 
 
 def open_store(settings: Settings) -> Database:
@@ -86,7 +99,12 @@ async def run_app(settings: Settings) -> int:
     database = open_store(settings)
     engine = InferenceEngine.from_dir(model_path(settings), settings.decode_config(),
                                       threads=settings.torch_threads)
-    adapters = build_adapters(settings, build_service(settings, engine, database))
+    metrics = wire_metrics(engine)
+    adapters = build_adapters(settings, build_service(settings, engine, database, metrics))
+    if settings.ops_port:
+        adapters.insert(0, OpsServer(metrics, lambda: {"model": str(engine.model_path),
+                                                       "queue_depth": engine.queue_depth()},
+                                     port=settings.ops_port))
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signal_number in (signal.SIGINT, signal.SIGTERM):
@@ -105,4 +123,5 @@ async def run_app(settings: Settings) -> int:
             await adapter.stop()
         await engine.close()
         database.close()
+        metrics.unwatch_rate_limits()
     return 0

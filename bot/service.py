@@ -17,6 +17,7 @@ from typing import Protocol
 from bot.commands import COMMANDS, NOT_ADMIN, CommandContext, parse_command
 from bot.database import Database
 from bot.messages import IncomingMessage, Reply
+from bot.metrics import BotMetrics
 from bot.permissions import Permissions
 from core_model.tokenizer import normalize
 from storage.messages import (
@@ -47,8 +48,10 @@ class ReplyEngine(Protocol):
 
 class ChatService:
     def __init__(self, engine: ReplyEngine, database: Database, permissions: Permissions, *,
-                 cooldown_seconds: float = 30.0, rng: random.Random | None = None) -> None:
+                 cooldown_seconds: float = 30.0, rng: random.Random | None = None,
+                 metrics: BotMetrics | None = None) -> None:
         self.engine = engine
+        self.metrics = metrics or BotMetrics()
         self.database = database
         self.permissions = permissions
         self.cooldown_seconds = cooldown_seconds
@@ -59,6 +62,8 @@ class ChatService:
 
     async def handle(self, message: IncomingMessage) -> Reply | None:
         """Log the message; the reply to send (already logged), or None when the bot stays silent."""
+        started = time.perf_counter()
+        self.metrics.messages_seen.labels(message.platform).inc()
         text = normalize(message.text[:MAX_INPUT_CHARS])
         logged = await asyncio.to_thread(self._log_incoming, message, text)
         if logged.duplicate:  # the platform delivered it again: it was handled the first time
@@ -77,12 +82,18 @@ class ChatService:
         else:
             return None
         row_id = await asyncio.to_thread(self._log_reply, message, logged, answer)
+        self.metrics.messages_answered.labels(message.platform).inc()
+        self.metrics.reply_seconds.labels(message.platform).observe(time.perf_counter() - started)
         return Reply(answer, row_id)
 
     async def sent(self, reply: Reply, message_id: str) -> None:
         """The platform accepted a reply and gave it this id (so that replies to it are linked)."""
         if reply.row_id is not None:
             await asyncio.to_thread(self._in_session, record_sent, row_id=reply.row_id, message_id=message_id)
+
+    def send_failed(self, platform: str) -> None:
+        """The platform refused a reply for good (after the client's own retries)."""
+        self.metrics.send_failures.labels(platform).inc()
 
     async def edited(self, platform: str, chat_id: str, message_id: str, text: str, at: datetime) -> None:
         await asyncio.to_thread(self._in_session, record_edit, platform=platform, chat_id=chat_id,

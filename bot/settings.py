@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     # Unaddressed answers in one chat are at least this many seconds apart.
     chat_cooldown_seconds: float = Field(30.0, ge=0)
 
+    # /healthz and /metrics (Prometheus) on 127.0.0.1 while the bot serves a platform; 0 turns it off.
+    ops_port: int = Field(9108, ge=0, le=65535)
+
     database_url: str | None = None
     # Pair mining: the adjacency window, text length bounds, blocked words and the per-person cap.
     pair_window_seconds: float = Field(300.0, gt=0)

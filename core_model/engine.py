@@ -14,6 +14,7 @@ import queue
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,6 +59,8 @@ class InferenceEngine:
         self.max_wait = max_wait_ms / 1000
         self.threads = threads
         self.stats = EngineStats()
+        # Called on the worker thread with each batch's size (metrics); must be quick and thread-safe.
+        self.batch_observers: list[Callable[[int], None]] = []
         self._queue: queue.Queue[_Request | object] = queue.Queue()
         self._worker: threading.Thread | None = None
 
@@ -144,6 +147,8 @@ class InferenceEngine:
         self.stats.batches += 1
         self.stats.replies += len(requests)
         self.stats.largest_batch = max(self.stats.largest_batch, len(requests))
+        for observe in self.batch_observers:
+            observe(len(requests))
 
 
 def _settle(future: asyncio.Future[str], text: str | None, error: BaseException | None) -> None:

@@ -66,7 +66,9 @@ class DiscordBot(commands.Bot):
             if reply is not None:
                 await self._send(message, reply)
         except discord.HTTPException:
+            # discord.py already retried rate limits and server errors; this one is final.
             log.exception("discord: sending a reply in channel %s failed", message.channel.id)
+            self.service.send_failed(PLATFORM)
 
     async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
         """An edited message replaces the logged text."""

@@ -93,11 +93,16 @@ class TelegramAdapter:
             return
         thread = message.message_thread_id if message.is_topic_message else None
         quote = ReplyParameters(message.message_id, allow_sending_without_reply=True)
-        for index, piece in enumerate(split_text(reply.text, MessageLimit.MAX_TEXT_LENGTH)):
-            sent = await context.bot.send_message(message.chat_id, piece, message_thread_id=thread,
-                                                  reply_parameters=quote if index == 0 else None)
-            if index == 0:  # replies to the first piece link to the logged reply
-                await self.service.sent(reply, str(sent.message_id))
+        try:
+            for index, piece in enumerate(split_text(reply.text, MessageLimit.MAX_TEXT_LENGTH)):
+                sent = await context.bot.send_message(message.chat_id, piece, message_thread_id=thread,
+                                                      reply_parameters=quote if index == 0 else None)
+                if index == 0:  # replies to the first piece link to the logged reply
+                    await self.service.sent(reply, str(sent.message_id))
+        except TelegramError:
+            # Retries (rate limits) are the rate limiter's; what still fails is logged and counted.
+            log.exception("telegram: sending a reply in chat %s failed", message.chat_id)
+            self.service.send_failed(PLATFORM)
 
     async def _on_edit(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """An edited message replaces the logged text."""

@@ -148,7 +148,8 @@ async def test_failed_send_is_logged_and_the_bot_goes_on(fake: FakeTelegram, bot
     await fake.push_message("hello there", chat_id=6, user_id=6, chat_type="private")
     sent = await fake.next_sent()
     assert sent["chat_id"] == 6
-    assert any("error while handling" in record.message for record in caplog.records)
+    assert any("sending a reply in chat 5 failed" in record.message for record in caplog.records)
+    assert bot.service.metrics.send_failures.labels("telegram")._value.get() == 1
 
 
 async def test_long_reply_is_split_at_the_limit(fake: FakeTelegram, database: Database) -> None:
