@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.fakes.telegram import BOT_USERNAME, FakeTelegram
+from bot.fakes.telegram import BOT_USERNAME, FakeTelegram
 
 
 def free_port() -> int:

@@ -13,22 +13,22 @@ from sqlalchemy import select
 from bot.adapters.discord import DiscordAdapter, DiscordOptions
 from bot.commands import COMMANDS, RETRAIN_UNAVAILABLE
 from bot.database import Database, open_database
+from bot.fakes.discord import BOT_ID, CHANNEL_ID, GUILD_ID, OWNER_ID, FakeDiscord, user
 from bot.permissions import Permissions
 from bot.service import ChatService
 from core_model.config import DecodeConfig
 from core_model.engine import InferenceEngine
 from storage.models import Message
-from tests.fakes.discord import BOT_ID, CHANNEL_ID, GUILD_ID, OWNER_ID, FakeDiscord, user
 
 MEMBER, MANAGER = 2, 3
 
 
 @pytest.fixture
-async def fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeDiscord]:
+async def fake() -> AsyncIterator[FakeDiscord]:
     server = FakeDiscord()
     await server.start()
-    server.patch_client(monkeypatch)
-    yield server
+    with server.patch_client():
+        yield server
     await server.stop()
 
 

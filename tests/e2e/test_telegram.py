@@ -13,12 +13,12 @@ from sqlalchemy import select
 from bot.adapters.telegram import TelegramAdapter, TelegramOptions
 from bot.commands import COMMANDS, RETRAIN_UNAVAILABLE
 from bot.database import Database, open_database
+from bot.fakes.telegram import BOT_ID, BOT_USERNAME, FakeTelegram
 from bot.permissions import Permissions
 from bot.service import ChatService
 from core_model.config import DecodeConfig
 from core_model.engine import InferenceEngine
 from storage.models import Message
-from tests.fakes.telegram import BOT_ID, BOT_USERNAME, FakeTelegram
 
 GROUP = -100
 ADMIN, MEMBER, GLOBAL_ADMIN = 7, 8, 4242

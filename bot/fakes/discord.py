@@ -8,14 +8,15 @@ rule is applied as Discord applies it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
 import yarl
 from aiohttp import WSMsgType, web
 
@@ -70,14 +71,19 @@ class FakeDiscord:
         if self._runner is not None:
             await self._runner.cleanup()
 
-    def patch_client(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        """Point discord.py's REST and gateway at this fake."""
+    @contextlib.contextmanager
+    def patch_client(self) -> Iterator[None]:
+        """Point discord.py's REST and gateway at this fake, for the duration of the block."""
         import discord.gateway
         import discord.http
 
-        monkeypatch.setattr(discord.http.Route, "BASE", f"http://127.0.0.1:{self.port}/api/v10")
-        monkeypatch.setattr(discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY",
-                            yarl.URL(f"ws://127.0.0.1:{self.port}/"))
+        saved = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
+        discord.http.Route.BASE = f"http://127.0.0.1:{self.port}/api/v10"
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(f"ws://127.0.0.1:{self.port}/")
+        try:
+            yield
+        finally:
+            discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = saved
 
     # What tests do -------------------------------------------------------------------------
 
