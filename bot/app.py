@@ -18,6 +18,7 @@ from bot.service import ChatService, ReplyEngine
 from bot.settings import Settings
 from core_model.config import DecodeConfig
 from core_model.engine import InferenceEngine
+from core_model.process_engine import ProcessEngine
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ def build_service(settings: Settings, engine: ReplyEngine, database: Database,
                        metrics=metrics)
 
 
-def wire_metrics(engine: InferenceEngine) -> BotMetrics:
+def wire_metrics(engine: InferenceEngine | ProcessEngine) -> BotMetrics:
     metrics = BotMetrics()
     metrics.watch_queue(engine.queue_depth)
     engine.batch_observers.append(metrics.batch_size.observe)
@@ -97,8 +98,10 @@ async def run_app(settings: Settings) -> int:
     if not (settings.telegram_token or settings.discord_token):
         return await run_console(settings)
     database = open_store(settings)
-    engine = InferenceEngine.from_dir(model_path(settings), settings.decode_config(),
-                                      threads=settings.torch_threads)
+    # Decoding in its own process: the chat clients' Python on this loop would otherwise slow it
+    # down (they share the GIL), and it never stalls the loop.
+    engine = ProcessEngine.from_dir(model_path(settings), settings.decode_config(),
+                                    threads=settings.torch_threads or 1)
     metrics = wire_metrics(engine)
     adapters = build_adapters(settings, build_service(settings, engine, database, metrics))
     if settings.ops_port:

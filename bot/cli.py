@@ -124,6 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
                                help="dialogue data for realistic texts (synthetic when missing)")
     bench_storage.add_argument("--json", action="store_true")
 
+    bench_serve = bench_sub.add_parser("serve", help="group chats through a platform's real client and a fake")
+    bench_serve.add_argument("--platform", choices=["telegram", "discord"], default="telegram")
+    bench_serve.add_argument("--chats", type=int, default=64)
+    bench_serve.add_argument("--seconds", type=float, default=20.0)
+    bench_serve.add_argument("--json", action="store_true")
+
     database = sub.add_parser("db", help="migrate the conversation database (DATABASE_URL)")
     database_sub = database.add_subparsers(dest="db", required=True)
     upgrade = database_sub.add_parser("upgrade", help="migrate up (to the newest schema by default)")

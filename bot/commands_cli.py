@@ -79,7 +79,11 @@ def evaluate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def bench(args: argparse.Namespace, settings: Settings) -> int:
-    if args.bench == "storage":
+    if args.bench == "serve":
+        from bot.serve_benchmark import bench_serve
+
+        result = asyncio.run(bench_serve(settings, args.platform, chats=args.chats, seconds=args.seconds))
+    elif args.bench == "storage":
         from bot.storage_benchmark import bench_storage
 
         result = bench_storage(args.url, args.data_dir, messages=args.messages, log_count=args.log_count)

@@ -140,10 +140,10 @@ class InferenceEngine:
             except Exception as error:  # a decoding bug must fail these requests, not the worker
                 log.exception("decoding failed for a batch of %d", len(group))
                 for request in group:
-                    request.loop.call_soon_threadsafe(_settle, request.future, None, error)
+                    request.loop.call_soon_threadsafe(settle_future, request.future, None, error)
                 continue
             for request, text in zip(group, replies, strict=True):
-                request.loop.call_soon_threadsafe(_settle, request.future, text, None)
+                request.loop.call_soon_threadsafe(settle_future, request.future, text, None)
         self.stats.batches += 1
         self.stats.replies += len(requests)
         self.stats.largest_batch = max(self.stats.largest_batch, len(requests))
@@ -151,7 +151,7 @@ class InferenceEngine:
             observe(len(requests))
 
 
-def _settle(future: asyncio.Future[str], text: str | None, error: BaseException | None) -> None:
+def settle_future(future: asyncio.Future[str], text: str | None, error: BaseException | None) -> None:
     if future.done():  # the caller gave up (cancelled); nothing to deliver
         return
     if error is not None:

@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 PLATFORM = "discord"
 MESSAGE_LIMIT = 2000
+TYPING_DELAY_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -57,18 +58,29 @@ class DiscordBot(commands.Bot):
         if message.author.bot or self.user is None:
             return
         incoming = self._translate(message)
+        addressed = incoming.chat_kind == "private" or incoming.mentions_bot or incoming.replies_to_bot
+        typing = asyncio.create_task(self._typing(message)) if addressed else None
         try:
-            if incoming.chat_kind == "private" or incoming.mentions_bot or incoming.replies_to_bot:
-                async with message.channel.typing():
-                    reply = await self.service.handle(incoming)
-            else:
+            try:
                 reply = await self.service.handle(incoming)
+            finally:
+                if typing is not None:
+                    typing.cancel()
             if reply is not None:
                 await self._send(message, reply)
         except discord.HTTPException:
             # discord.py already retried rate limits and server errors; this one is final.
             log.exception("discord: sending a reply in channel %s failed", message.channel.id)
             self.service.send_failed(PLATFORM)
+
+    async def _typing(self, message: discord.Message) -> None:
+        """Show "typing…" only if the reply is slow to come (a quick one needs no indicator)."""
+        await asyncio.sleep(TYPING_DELAY_S)
+        try:
+            async with message.channel.typing():
+                await asyncio.Event().wait()  # until cancelled when the reply is ready
+        except discord.HTTPException as error:
+            log.warning("discord: typing indicator failed: %s", error)
 
     async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
         """An edited message replaces the logged text."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 PLATFORM = "telegram"
 ADMIN_STATUSES = {ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.OWNER}
 ADMIN_CACHE_SECONDS = 60.0
+TYPING_DELAY_S = 0.5
 _KINDS: dict[str, ChatKind] = {ChatType.PRIVATE: "private", ChatType.GROUP: "group",
                                ChatType.SUPERGROUP: "group", ChatType.CHANNEL: "channel"}
 
@@ -36,6 +38,7 @@ class TelegramOptions:
     max_retries: int = 3
     poll_timeout: int = 30
     concurrent_updates: int = 256
+    connection_pool_size: int = 8
 
 
 class TelegramAdapter:
@@ -45,6 +48,9 @@ class TelegramAdapter:
         builder = (Application.builder().token(options.token)
                    # Updates from many chats are handled at once, so the engine can batch them.
                    .concurrent_updates(options.concurrent_updates)
+                   # A few keep-alive connections carry every send: httpx scans its whole pool on
+                   # each request, so 256 idle connections cost more than they give.
+                   .connection_pool_size(options.connection_pool_size)
                    .rate_limiter(AIORateLimiter(overall_max_rate=options.overall_per_second,
                                                 group_max_rate=options.group_per_minute,
                                                 max_retries=options.max_retries)))
@@ -86,9 +92,13 @@ class TelegramAdapter:
         if message is None or message.text is None or self._for_another_bot(message.text):
             return
         incoming = self._translate(message)
-        if incoming.chat_kind == "private" or incoming.mentions_bot or incoming.replies_to_bot:
-            await self._typing(message)
-        reply = await self.service.handle(incoming)
+        addressed = incoming.chat_kind == "private" or incoming.mentions_bot or incoming.replies_to_bot
+        typing = asyncio.create_task(self._typing(message)) if addressed else None
+        try:
+            reply = await self.service.handle(incoming)
+        finally:
+            if typing is not None:
+                typing.cancel()
         if reply is None:
             return
         thread = message.message_thread_id if message.is_topic_message else None
@@ -162,6 +172,9 @@ class TelegramAdapter:
         return "@" in head and head.split("@", 1)[1].lower() != (self.app.bot.username or "").lower()
 
     async def _typing(self, message: Message) -> None:
+        """Show "typing…" only if the reply is slow to come: a quick reply needs no indicator,
+        and under load the extra request per message would slow every reply."""
+        await asyncio.sleep(TYPING_DELAY_S)
         try:
             await message.chat.send_action(ChatAction.TYPING, message_thread_id=message.message_thread_id
                                            if message.is_topic_message else None)

@@ -30,6 +30,21 @@ MESSAGE_CONTENT_INTENT = 1 << 15
 MANAGE_GUILD = 1 << 5
 
 
+@contextlib.contextmanager
+def point_discord_at(port: int) -> Iterator[None]:
+    """Point discord.py's REST and gateway at a fake on this loopback port, within the block."""
+    import discord.gateway
+    import discord.http
+
+    saved = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
+    discord.http.Route.BASE = f"http://127.0.0.1:{port}/api/v10"
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(f"ws://127.0.0.1:{port}/")
+    try:
+        yield
+    finally:
+        discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = saved
+
+
 def user(user_id: int, name: str | None = None, *, bot: bool = False) -> dict[str, Any]:
     return {"id": str(user_id), "username": name or f"user{user_id}", "discriminator": "0",
             "global_name": name or f"User {user_id}", "avatar": None, "bot": bot}
@@ -44,12 +59,15 @@ class FakeDiscord:
     heartbeat_interval_ms: int = 41_250
     heartbeats: list[float] = field(default_factory=list)
     intents: int = 0
+    # Text channels in the guild: CHANNEL_ID, CHANNEL_ID + 1, ...
+    channel_count: int = 1
     port: int = 0
     _sockets: list[web.WebSocketResponse] = field(default_factory=list)
     _sequence: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(900_000_000))
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     _sent_seen: int = 0
+    _inboxes: dict[int, asyncio.Queue[dict[str, Any]]] = field(default_factory=dict)
     _identified: int = 0  # IDENTIFY or RESUME handshakes so far
     _runner: web.AppRunner | None = None
 
@@ -71,19 +89,9 @@ class FakeDiscord:
         if self._runner is not None:
             await self._runner.cleanup()
 
-    @contextlib.contextmanager
-    def patch_client(self) -> Iterator[None]:
+    def patch_client(self) -> contextlib.AbstractContextManager[None]:
         """Point discord.py's REST and gateway at this fake, for the duration of the block."""
-        import discord.gateway
-        import discord.http
-
-        saved = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
-        discord.http.Route.BASE = f"http://127.0.0.1:{self.port}/api/v10"
-        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(f"ws://127.0.0.1:{self.port}/")
-        try:
-            yield
-        finally:
-            discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = saved
+        return point_discord_at(self.port)
 
     # What tests do -------------------------------------------------------------------------
 
@@ -216,8 +224,9 @@ class FakeDiscord:
                         "joined_at": "2026-01-01T00:00:00+00:00", "deaf": False, "mute": False, "flags": 0})
         return {
             "id": str(GUILD_ID), "name": "Test guild", "owner_id": str(OWNER_ID), "roles": roles,
-            "channels": [{"id": str(CHANNEL_ID), "type": 0, "name": "general", "position": 0,
-                          "permission_overwrites": [], "guild_id": str(GUILD_ID)}],
+            "channels": [{"id": str(CHANNEL_ID + i), "type": 0, "name": f"channel-{i}", "position": i,
+                          "permission_overwrites": [], "guild_id": str(GUILD_ID)}
+                         for i in range(self.channel_count)],
             "members": members, "member_count": len(members), "large": False, "unavailable": False,
             "features": [], "emojis": [], "stickers": [], "voice_states": [], "presences": [], "threads": [],
             "stage_instances": [], "guild_scheduled_events": [], "icon": None, "splash": None,
@@ -304,13 +313,22 @@ class FakeDiscord:
                     "joined_at": "2026-01-01T00:00:00+00:00", "deaf": False, "mute": False, "flags": 0}, 200
         return {"message": "404: Not Found", "code": 0}, 404
 
+    async def reply_in(self, channel_id: int) -> dict[str, Any]:
+        """Wait for the bot's next message in one channel (benchmarks drive many at once)."""
+        return await self._inbox(channel_id).get()
+
+    def _inbox(self, channel_id: int) -> asyncio.Queue[dict[str, Any]]:
+        return self._inboxes.setdefault(channel_id, asyncio.Queue())
+
     def _message(self, channel_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        return {"id": str(next(self._ids)), "channel_id": channel_id, "guild_id": str(GUILD_ID),
+        message = {"id": str(next(self._ids)), "channel_id": channel_id, "guild_id": str(GUILD_ID),
                 "author": user(BOT_ID, "chatbot", bot=True), "content": body.get("content", ""),
                 "timestamp": datetime.now(UTC).isoformat(), "edited_timestamp": None, "tts": False,
                 "mention_everyone": False, "mentions": [], "mention_roles": [], "attachments": [],
                 "embeds": [], "pinned": False, "type": 0 if "message_reference" not in body else 19,
                 "message_reference": body.get("message_reference")}
+        self._inbox(int(channel_id)).put_nowait(message)
+        return message
 
 
 def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> web.Response:

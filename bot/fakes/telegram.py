@@ -43,6 +43,7 @@ class FakeTelegram:
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     _runner: web.AppRunner | None = None
     _closing: bool = False
+    _inboxes: dict[int, asyncio.Queue[dict[str, Any]]] = field(default_factory=dict)
     port: int = 0
 
     @property
@@ -169,6 +170,13 @@ class FakeTelegram:
             self.delivered.update(update["update_id"] for update in self._updates)
             return list(self._updates)
 
+    async def reply_in(self, chat_id: int) -> dict[str, Any]:
+        """Wait for the bot's next message in one chat (benchmarks drive many chats at once)."""
+        return await self._inbox(chat_id).get()
+
+    def _inbox(self, chat_id: int) -> asyncio.Queue[dict[str, Any]]:
+        return self._inboxes.setdefault(chat_id, asyncio.Queue())
+
     async def _api_sendMessage(self, params: dict[str, Any]) -> dict[str, Any]:
         chat_id = int(params["chat_id"])
         message = {"message_id": next(self._message_ids), "date": int(time.time()),
@@ -176,6 +184,7 @@ class FakeTelegram:
                    "from": {"id": BOT_ID, "is_bot": True, "first_name": "Chatbot", "username": BOT_USERNAME},
                    "text": params["text"]}
         params["result"] = message
+        self._inbox(chat_id).put_nowait(message)
         return message
 
     async def _api_getChatMember(self, params: dict[str, Any]) -> dict[str, Any]:

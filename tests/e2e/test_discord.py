@@ -72,7 +72,7 @@ async def test_mention_is_answered_referencing_the_message(fake: FakeDiscord, bo
     sent = await fake.next_sent()
     assert sent["content"] == "hi! how are you?"
     assert sent["message_reference"]["message_id"] == int(pushed["id"])
-    assert fake.requests("POST", "/typing")
+    assert fake.requests("POST", "/typing") == []  # a quick reply needs no typing indicator
 
 
 async def test_reply_to_the_bot_is_answered(fake: FakeDiscord, bot: DiscordAdapter) -> None:

@@ -33,6 +33,16 @@ class LongEngine:
         return "word " * 2000  # 10,000 characters
 
 
+class SlowEngine:
+    """Stands in for a model that takes its time, to see the typing indicator."""
+
+    metrics: dict[str, object] = {}
+
+    async def reply(self, prompt: str, context: str = "") -> str:
+        await asyncio.sleep(0.8)
+        return "done thinking"
+
+
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeTelegram]:
     server = FakeTelegram()
@@ -83,6 +93,16 @@ async def test_mention_is_answered_quoting_the_message(fake: FakeTelegram, bot: 
     sent = await fake.next_sent()
     assert sent["chat_id"] == GROUP and sent["text"] == "hi! how are you?"
     assert sent["reply_parameters"]["message_id"] == pushed["message_id"]
+    assert fake.calls_to("sendChatAction") == []  # a quick reply needs no typing indicator
+
+
+async def test_slow_reply_shows_typing(fake: FakeTelegram, database: Database) -> None:
+    adapter = await start_bot(fake, database, SlowEngine())
+    try:
+        await fake.push_message("take your time", chat_id=5, user_id=5, chat_type="private")
+        assert (await fake.next_sent())["text"] == "done thinking"
+    finally:
+        await adapter.stop()
     assert fake.calls_to("sendChatAction")[0]["action"] == "typing"
 
 
