@@ -325,8 +325,9 @@ class FakeDiscord:
                 "author": user(BOT_ID, "chatbot", bot=True), "content": body.get("content", ""),
                 "timestamp": datetime.now(UTC).isoformat(), "edited_timestamp": None, "tts": False,
                 "mention_everyone": False, "mentions": [], "mention_roles": [], "attachments": [],
-                "embeds": [], "pinned": False, "type": 0 if "message_reference" not in body else 19,
-                "message_reference": body.get("message_reference")}
+                "embeds": [], "pinned": False, "type": 0 if "message_reference" not in body else 19}
+        if body.get("message_reference"):
+            message["message_reference"] = body["message_reference"]
         self._inbox(int(channel_id)).put_nowait(message)
         return message
 

@@ -6,6 +6,7 @@ import asyncio
 import random
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -39,11 +40,23 @@ def database(tmp_path: Path) -> Iterator[Database]:
     db.close()
 
 
+class LongEngine:
+    """Stands in for the model only where a reply longer than Discord's limit is needed."""
+
+    metrics: dict[str, object] = {}
+
+    async def reply(self, prompt: str, context: str = "") -> str:
+        return "mot " * 1500  # 6,000 characters
+
+    async def close(self) -> None:
+        pass
+
+
 async def start_bot(fake: FakeDiscord, database: Database, model_dir: Path,
-                    guild_id: int | None = GUILD_ID) -> tuple[DiscordAdapter, InferenceEngine]:
-    engine = InferenceEngine.from_dir(model_dir, DecodeConfig(strategy="greedy", no_repeat_ngram=0))
-    service = ChatService(engine, database, Permissions({}), rng=random.Random(0))
-    adapter = DiscordAdapter(service, DiscordOptions(token="fake-token", guild_id=guild_id, ready_timeout=10),
+                    engine: InferenceEngine | LongEngine | None = None) -> tuple[DiscordAdapter, Any]:
+    engine = engine or InferenceEngine.from_dir(model_dir, DecodeConfig(strategy="greedy", no_repeat_ngram=0))
+    service = ChatService(engine, database, Permissions({}), rng=random.Random(0))  # type: ignore[arg-type]
+    adapter = DiscordAdapter(service, DiscordOptions(token="fake-token", guild_id=GUILD_ID, ready_timeout=10),
                              guild_ready_timeout=0.05)
     await adapter.start()
     return adapter, engine
@@ -148,10 +161,17 @@ async def test_dropped_gateway_connection_comes_back(fake: FakeDiscord, bot: Dis
     assert (await fake.next_sent(timeout=15))["content"] == "hi! how are you?"
 
 
-async def test_long_reply_is_split_at_2000(fake: FakeDiscord, bot: DiscordAdapter) -> None:
-    await fake.push_slash("help", author=MEMBER)
-    help_text = (await fake.next_sent())["content"]
-    assert len(help_text) <= 2000
+async def test_long_reply_is_split_at_2000(fake: FakeDiscord, database: Database, model_dir: Path) -> None:
+    adapter, engine = await start_bot(fake, database, model_dir, LongEngine())
+    try:
+        pushed = await fake.push_message(f"<@{BOT_ID}> tell me everything", mentions_bot=True)
+        pieces = [await fake.next_sent() for _ in range(3)]
+    finally:
+        await adapter.stop()
+    assert all(len(piece["content"]) <= 2000 for piece in pieces)
+    assert " ".join(piece["content"] for piece in pieces).split() == ["mot"] * 1500
+    assert pieces[0]["message_reference"]["message_id"] == int(pushed["id"])
+    assert pieces[1].get("message_reference") is None
 
 
 async def test_decoding_never_blocks_the_gateway(fake: FakeDiscord, database: Database, model_dir: Path) -> None:
