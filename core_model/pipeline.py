@@ -9,13 +9,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from core_model import checkpoint
-from core_model.batching import encode_pairs
+from core_model.batching import encode_pairs, make_batches
 from core_model.config import ModelConfig, TrainConfig
 from core_model.corpora import Pair
 from core_model.model import Seq2Seq
 from core_model.tokenizer import Tokenizer
-from core_model.training import NO_CALLBACKS, Callbacks, TrainResult, TrainState, train
+from core_model.training import NO_CALLBACKS, Callbacks, TrainResult, TrainState, evaluate, train
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,28 @@ def fit(
                                     vocab_size=model_config.vocab_size)
         model_config = replace(model_config, vocab_size=tokenizer.vocab_size)
         model = Seq2Seq(model_config)
+    return _train_into(out, model, tokenizer, train_pairs, valid_pairs, train_config, callbacks, state)
+
+
+def fine_tune(base: Path, train_pairs: Sequence[Pair], valid_pairs: Sequence[Pair], train_config: TrainConfig,
+              out: Path, callbacks: Callbacks = NO_CALLBACKS) -> FitResult:
+    """Continue training the model folder `base` on new pairs (same tokenizer and shape) into out/."""
+    loaded = checkpoint.load(base)
+    return _train_into(Path(out), loaded.model, loaded.tokenizer, train_pairs, valid_pairs, train_config,
+                       callbacks, None)
+
+
+def bits_per_char(model_dir: Path, pairs: Sequence[Pair], batch_size: int = 64) -> float:
+    """Validation NLL of a model folder on pairs, in bits per reply character (comparable across tokenizers)."""
+    loaded = checkpoint.load(model_dir)
+    examples = encode_pairs(pairs, loaded.tokenizer, loaded.model.config)
+    with torch.inference_mode():
+        return evaluate(loaded.model, make_batches(examples, batch_size, shuffle=False))[1]
+
+
+def _train_into(out: Path, model: Seq2Seq, tokenizer: Tokenizer, train_pairs: Sequence[Pair],
+                valid_pairs: Sequence[Pair], train_config: TrainConfig, callbacks: Callbacks,
+                state: TrainState | None) -> FitResult:
     config = model.config
     train_examples = encode_pairs(train_pairs, tokenizer, config)
     valid_examples = encode_pairs(valid_pairs, tokenizer, config)

@@ -1,0 +1,277 @@
+"""The learning loop: retrain on mined pairs in a child process, promote only through the quality gate.
+
+One run: take the retrain lease → snapshot the mined pairs (size and hash recorded) → hold out a
+stable validation share → mix in a replay share of the base corpus → fine-tune the active model
+in a child process → score candidate and active model on the same validation pairs and canary
+prompts → promote (version row, engine swap) or reject, saying why → release the lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import multiprocessing
+import os
+import random
+import socket
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from bot.database import Database
+from bot.retrain_worker import RetrainJob, run_job
+from core_model.corpora import Pair
+from storage.lease import release_lease, renew_lease, take_lease
+from storage.mining import MiningRules, mine_pairs
+from storage.models import RunStatus, RunTrigger, VersionStatus
+from storage.registry import (
+    VersionRecord,
+    activate_version,
+    active_version,
+    add_run,
+    add_version,
+    list_versions,
+    runs_in_progress,
+    set_version_status,
+    update_run,
+)
+
+log = logging.getLogger(__name__)
+
+LEASE = "retrain"
+Status = Literal["promoted", "rejected", "skipped", "busy", "failed"]
+
+
+class SwappableEngine(Protocol):
+    @property
+    def model_path(self) -> Path: ...
+
+    @property
+    def metrics(self) -> dict[str, object]: ...
+
+    async def swap(self, path: Path | str) -> None: ...
+
+
+@dataclass(frozen=True)
+class LearningOptions:
+    models_root: Path
+    min_new_pairs: int = 200  # fewer new pairs than this since the active version: skip (unless forced)
+    valid_share: float = 0.1
+    replay_ratio: float = 1.0  # base-corpus pairs mixed in per mined training pair, at most
+    tolerance_bits: float = 0.02  # the candidate may be this much worse in bits/char and still win
+    max_empty_rate: float = 0.34
+    max_repeat_rate: float = 0.34
+    train_seconds: float = 120.0
+    threads: int = 1
+    lease_ttl: timedelta = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class RetrainOutcome:
+    status: Status
+    message: str
+    run_id: int | None = None
+    version: str | None = None
+    figures: dict[str, Any] | None = None
+
+
+class LearningService:
+    def __init__(self, database: Database, engine: SwappableEngine, options: LearningOptions,
+                 rules: MiningRules, base_pairs: Callable[[], Sequence[Pair]]) -> None:
+        self.database = database
+        self.engine = engine
+        self.options = options
+        self.rules = rules
+        self.base_pairs = base_pairs
+        self.holder = f"{socket.gethostname()}:{os.getpid()}"
+        self.on_promoted: list[Callable[[VersionRecord], None]] = []
+
+    async def register_live_model(self) -> VersionRecord:
+        """Make sure the model being served has a version row (the first start, or a manual folder)."""
+        def register() -> VersionRecord:
+            with self.database.sessions.begin() as session:
+                active = active_version(session)
+                if active is not None and Path(active.folder) == Path(self.engine.model_path):
+                    return active
+                version = add_version(session, name=self._next_name(session), folder=str(self.engine.model_path),
+                                      status=VersionStatus.CANDIDATE, parent_id=None,
+                                      metrics=dict(self.engine.metrics))
+                activate_version(session, version.id)
+                return version
+        return await asyncio.to_thread(register)
+
+    async def retrain(self, trigger: RunTrigger, requested_by: str | None = None, *,
+                      force: bool = False) -> RetrainOutcome:
+        now = datetime.now(UTC)
+        busy = await asyncio.to_thread(self._take_lease, now)
+        if busy is not None:
+            return busy
+        run_id = None
+        try:
+            active = await self.register_live_model()
+            run_id = await asyncio.to_thread(self._add_run, trigger, requested_by)
+            return await self._run(run_id, active, force)
+        except Exception as error:
+            log.exception("retrain run %s failed", run_id)
+            if run_id is not None:
+                await asyncio.to_thread(self._finish, run_id, RunStatus.FAILED, error=str(error))
+            return RetrainOutcome("failed", f"Retraining failed: {error}", run_id)
+        finally:
+            await asyncio.to_thread(self._release_lease)
+
+    async def _run(self, run_id: int, active: VersionRecord, force: bool) -> RetrainOutcome:
+        with tempfile.TemporaryDirectory(prefix="retrain-") as scratch:
+            snapshot = await asyncio.to_thread(self._snapshot, Path(scratch))
+            new_pairs = snapshot["pairs"] - active.data_pairs
+            if not force and new_pairs < self.options.min_new_pairs:
+                message = (f"Skipped: {max(new_pairs, 0)} new conversation pairs since {active.name}, "
+                           f"{self.options.min_new_pairs} needed (an admin can force it).")
+                await asyncio.to_thread(self._finish, run_id, RunStatus.REJECTED, error=message)
+                return RetrainOutcome("skipped", message, run_id)
+            name = await asyncio.to_thread(self._reserve_name)
+            out = self.options.models_root / name
+            job = RetrainJob(base=Path(active.folder), train_tsv=Path(scratch) / "train.tsv",
+                             valid_tsv=Path(scratch) / "valid.tsv", out=out,
+                             max_seconds=self.options.train_seconds, threads=self.options.threads)
+            figures = await self._train_in_child(run_id, job)
+        promoted, why = self._gate(figures)
+        status = VersionStatus.ACTIVE if promoted else VersionStatus.REJECTED
+        metrics = {**figures, "valid_bits_per_char": figures["candidate_bits_per_char"]}
+        version = await asyncio.to_thread(self._register, name, out, status, active, metrics, snapshot)
+        if promoted:
+            await self.engine.swap(out)
+            for callback in self.on_promoted:
+                callback(version)
+        await asyncio.to_thread(self._finish, run_id, RunStatus.SUCCEEDED if promoted else RunStatus.REJECTED,
+                                version_id=version.id, error=None if promoted else why)
+        before, after = figures["active_bits_per_char"], figures["candidate_bits_per_char"]
+        verdict = f"Promoted {name}" if promoted else f"Rejected {name}: {why}"
+        return RetrainOutcome("promoted" if promoted else "rejected",
+                              f"{verdict}. Validation {before:.3f} → {after:.3f} bits/char on "
+                              f"{figures['valid_pairs']} held-out pairs; trained on {snapshot['pairs']} "
+                              f"mined pairs in {figures['train_seconds']:.0f} s.",
+                              run_id, name, figures)
+
+    def _gate(self, figures: dict[str, Any]) -> tuple[bool, str]:
+        """Promote only a candidate no worse than the active model, whose replies are not degenerate."""
+        if figures["candidate_bits_per_char"] > figures["active_bits_per_char"] + self.options.tolerance_bits:
+            return False, "validation got worse"
+        if figures["canary_empty_rate"] > self.options.max_empty_rate:
+            return False, "too many empty replies to the canary prompts"
+        if figures["canary_repeat_rate"] > self.options.max_repeat_rate:
+            return False, "too many repetitive replies to the canary prompts"
+        return True, ""
+
+    async def _train_in_child(self, run_id: int, job: RetrainJob) -> dict[str, Any]:
+        context = multiprocessing.get_context("spawn")
+        messages: multiprocessing.Queue[Any] = context.Queue()
+        child = context.Process(target=run_job, args=(job, messages), name="retrain", daemon=True)
+        child.start()
+        try:
+            while True:
+                kind, detail = await asyncio.to_thread(self._next_message, messages, child)
+                if kind == "progress":
+                    await asyncio.to_thread(self._progress, run_id, detail)
+                elif kind == "done":
+                    return dict(detail)
+                else:
+                    raise RuntimeError(str(detail).splitlines()[0])
+        finally:
+            await asyncio.to_thread(child.join, 10)
+            if child.is_alive():
+                child.kill()
+
+    def _next_message(self, messages: multiprocessing.Queue[Any], child: Any) -> tuple[str, Any]:
+        while True:
+            try:
+                return messages.get(timeout=1.0)  # type: ignore[no-any-return]
+            except Exception:  # queue.Empty: check the child is still there
+                if not child.is_alive() and messages.empty():
+                    return "error", f"the training process ended unexpectedly (exit code {child.exitcode})"
+
+    # Database steps (each one short transaction, run on a worker thread) ----------------------
+
+    def _take_lease(self, now: datetime) -> RetrainOutcome | None:
+        with self.database.sessions.begin() as session:
+            if take_lease(session, name=LEASE, holder=self.holder, ttl=self.options.lease_ttl, now=now):
+                return None
+            running = runs_in_progress(session)
+        progress = running[-1].progress if running else {}
+        detail = f" (step {progress['step']}, about {progress['eta_seconds']:.0f} s left)" if progress else ""
+        return RetrainOutcome("busy", f"Retraining is already running{detail}.")
+
+    def _release_lease(self) -> None:
+        with self.database.sessions.begin() as session:
+            release_lease(session, name=LEASE, holder=self.holder)
+
+    def _add_run(self, trigger: RunTrigger, requested_by: str | None) -> int:
+        with self.database.sessions.begin() as session:
+            run = add_run(session, trigger=trigger, requested_by=requested_by)
+            update_run(session, run.id, status=RunStatus.RUNNING, started_at=datetime.now(UTC))
+            return run.id
+
+    def _progress(self, run_id: int, progress: dict[str, Any]) -> None:
+        now = datetime.now(UTC)
+        with self.database.sessions.begin() as session:
+            update_run(session, run_id, progress=progress)
+            renew_lease(session, name=LEASE, holder=self.holder, ttl=self.options.lease_ttl, now=now)
+
+    def _finish(self, run_id: int, status: RunStatus, *, version_id: int | None = None,
+                error: str | None = None) -> None:
+        with self.database.sessions.begin() as session:
+            update_run(session, run_id, status=status, finished_at=datetime.now(UTC), version_id=version_id,
+                       error=error)
+
+    def _snapshot(self, folder: Path) -> dict[str, Any]:
+        """Write the mined pairs (stable validation split) plus a replay share of the base corpus."""
+        with self.database.reads.begin() as session:
+            mined = mine_pairs(session, self.rules)
+            pairs = [Pair(pair.prompt, pair.reply, pair.context) for pair in mined]
+        train = [pair for pair in pairs if not _held_out(pair, self.options.valid_share)]
+        valid = [pair for pair in pairs if _held_out(pair, self.options.valid_share)] or train[:1]
+        base = list(self.base_pairs())
+        random.Random(len(pairs)).shuffle(base)
+        train += base[:int(len(train) * self.options.replay_ratio)]
+        _write_tsv(folder / "train.tsv", train)
+        _write_tsv(folder / "valid.tsv", valid)
+        return {"pairs": mined.size, "sha256": mined.sha256}
+
+    def _reserve_name(self) -> str:
+        with self.database.reads.begin() as session:
+            return self._next_name(session)
+
+    def _next_name(self, session: Any) -> str:
+        taken = {version.name for version in list_versions(session)}
+        number = len(taken) + 1
+        while f"v{number:04d}" in taken or (self.options.models_root / f"v{number:04d}").exists():
+            number += 1
+        return f"v{number:04d}"
+
+    def _register(self, name: str, out: Path, status: VersionStatus, parent: VersionRecord,
+                  metrics: dict[str, Any], snapshot: dict[str, Any]) -> VersionRecord:
+        with self.database.sessions.begin() as session:
+            version = add_version(session, name=name, folder=str(out), status=VersionStatus.CANDIDATE,
+                                  parent_id=parent.id, metrics=metrics, data_pairs=snapshot["pairs"],
+                                  data_sha256=snapshot["sha256"])
+            if status is VersionStatus.ACTIVE:
+                activate_version(session, version.id)
+            else:
+                set_version_status(session, version.id, status)
+            return version
+
+
+def _held_out(pair: Pair, share: float) -> bool:
+    """The same pair is always in the same split, so versions are scored on comparable data."""
+    digest = hashlib.sha256(f"{pair.prompt}\t{pair.reply}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") / 2**32 < share
+
+
+def _write_tsv(path: Path, pairs: Sequence[Pair]) -> None:
+    clean = [tuple(" ".join(text.split()) for text in (p.prompt, p.reply, p.context)) for p in pairs]
+    with path.open("w", encoding="utf-8") as out:
+        out.write("prompt\treply\tcontext\n")
+        out.writelines(f"{prompt}\t{reply}\t{context}\n" for prompt, reply, context in clean if prompt and reply)

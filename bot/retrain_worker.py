@@ -1,0 +1,77 @@
+"""The retraining child process: fine-tune a candidate, then score it and the active model alike.
+
+It runs apart from the bot (its own process and thread count), so replies never wait for it. It
+talks back through a queue: ("progress", {...}) while training, then ("done", {...}) or
+("error", message). Nothing here touches the database.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import traceback
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+CANARIES = ("안녕하세요", "오늘 뭐 해?", "hello", "how are you?", "고마워", "what do you like?")
+
+
+@dataclass(frozen=True)
+class RetrainJob:
+    base: Path  # the active model folder, fine-tuned from
+    train_tsv: Path
+    valid_tsv: Path
+    out: Path  # the candidate folder to write
+    max_seconds: float
+    threads: int
+    seed: int = 0
+
+
+def run_job(job: RetrainJob, messages: multiprocessing.Queue[Any]) -> None:
+    """Child entry point."""
+    try:
+        messages.put(("done", _train_and_score(job, messages)))
+    except BaseException as error:  # report every failure, then let the process end
+        messages.put(("error", f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=3)}"))
+
+
+def _train_and_score(job: RetrainJob, messages: multiprocessing.Queue[Any]) -> dict[str, Any]:
+    from core_model import checkpoint
+    from core_model.batching import source_ids
+    from core_model.config import DecodeConfig
+    from core_model.corpora import load_pairs
+    from core_model.decoding import generate
+    from core_model.metrics import repeats_an_ngram
+    from core_model.pipeline import bits_per_char, fine_tune
+    from core_model.presets import PRESETS
+    from core_model.training import Callbacks, StepStats
+
+    train_pairs, valid_pairs = load_pairs([job.train_tsv]), load_pairs([job.valid_tsv])
+
+    def on_step(stats: StepStats) -> None:
+        if stats.step % 10 == 0:
+            remaining = stats.elapsed * (1 - stats.progress) / max(stats.progress, 1e-6)
+            messages.put(("progress", {"step": stats.step, "loss": round(stats.loss, 4),
+                                       "eta_seconds": round(remaining, 1)}))
+
+    _, train_config = PRESETS["default"]
+    train_config = replace(train_config, max_seconds=job.max_seconds, threads=job.threads, seed=job.seed,
+                           max_epochs=1000, patience=1000)
+    fitted = fine_tune(job.base, train_pairs, valid_pairs, train_config, job.out, Callbacks(on_step=on_step))
+    candidate = checkpoint.load(job.out)
+    sources = [source_ids(candidate.tokenizer, prompt, "", candidate.model.config.max_source_tokens)
+               for prompt in CANARIES]
+    replies = [candidate.tokenizer.decode(ids) for ids in generate(candidate.model, sources,
+                                                                    DecodeConfig(strategy="greedy"))]
+    return {
+        "candidate_bits_per_char": bits_per_char(job.out, valid_pairs),
+        "active_bits_per_char": bits_per_char(job.base, valid_pairs),
+        "canary_replies": replies,
+        "canary_empty_rate": sum(not reply.strip() for reply in replies) / len(replies),
+        "canary_repeat_rate": sum(any(repeats_an_ngram(reply.split(), n) for n in (1, 2, 3))
+                                  for reply in replies) / len(replies),
+        "steps": fitted.result.steps,
+        "train_seconds": round(fitted.result.train_seconds, 1),
+        "train_pairs": fitted.train_pairs,
+        "valid_pairs": fitted.valid_pairs,
+    }

@@ -1,0 +1,115 @@
+"""The learning loop end to end with a tiny model: seed a store, retrain in a child process, gate."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.database import Database, open_database
+from bot.learning import LEASE, LearningOptions, LearningService
+from core_model.config import DecodeConfig
+from core_model.engine import InferenceEngine
+from storage.lease import take_lease
+from storage.messages import log_incoming
+from storage.mining import MiningRules
+from storage.models import ChatKind, RunStatus, RunTrigger, VersionStatus
+from storage.registry import active_version, latest_run, list_versions
+from tests.conftest import PAIRS
+
+T0 = datetime(2026, 5, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Iterator[Database]:
+    db = open_database(f"sqlite:///{tmp_path / 'chat.db'}")
+    with db.sessions.begin() as session:
+        # Ten group chats in which people ask and answer the corpus questions.
+        for chat in range(10):
+            for turn, pair in enumerate(PAIRS):
+                at = T0 + timedelta(minutes=chat * 60 + turn * 2)
+                for offset, (author, text) in enumerate([(f"a{chat}", pair.prompt), (f"b{chat}", pair.reply)]):
+                    log_incoming(session, platform="telegram", chat_id=f"g{chat}", chat_kind=ChatKind.GROUP,
+                                 chat_title=None, author_id=author, author_name=None,
+                                 message_id=f"{turn}-{offset}", text=text,
+                                 created_at=at + timedelta(seconds=offset * 10))
+    yield db
+    db.close()
+
+
+@pytest.fixture
+async def engine(model_dir: Path, tmp_path: Path) -> AsyncIterator[InferenceEngine]:
+    live = tmp_path / "models" / "base"
+    shutil.copytree(model_dir, live)
+    served = InferenceEngine.from_dir(live, DecodeConfig(strategy="greedy", no_repeat_ngram=0))
+    yield served
+    await served.close()
+
+
+def learning(database: Database, engine: InferenceEngine, tmp_path: Path, **options: object) -> LearningService:
+    settings = LearningOptions(models_root=tmp_path / "models", min_new_pairs=1, train_seconds=2,
+                               tolerance_bits=100.0, max_empty_rate=1.0, max_repeat_rate=1.0)
+    return LearningService(database, engine, replace(settings, **options),  # type: ignore[arg-type]
+                           MiningRules(max_person_share=1.0), base_pairs=lambda: PAIRS)
+
+
+async def test_retrain_promotes_a_candidate_and_swaps_it_in(database: Database, engine: InferenceEngine,
+                                                            tmp_path: Path) -> None:
+    service = learning(database, engine, tmp_path)
+    outcome = await service.retrain(RunTrigger.CLI)
+    assert outcome.status == "promoted", outcome.message
+    assert engine.model_path == tmp_path / "models" / "v0002"
+    with database.reads.begin() as session:
+        active = active_version(session)
+        versions = {version.name: version.status for version in list_versions(session)}
+        run = latest_run(session)
+    assert active is not None and active.name == "v0002" and active.data_pairs == 15  # duplicates kept once
+    assert active.data_sha256 and active.parent_id is not None
+    assert versions == {"v0001": VersionStatus.RETIRED, "v0002": VersionStatus.ACTIVE}
+    assert run is not None and run.status == RunStatus.SUCCEEDED and run.progress.get("step", 0) >= 0
+    assert "bits/char" in outcome.message
+
+
+async def test_rejected_candidate_never_serves(database: Database, engine: InferenceEngine, tmp_path: Path) -> None:
+    before = engine.model_path
+    service = learning(database, engine, tmp_path, tolerance_bits=-100.0)
+    outcome = await service.retrain(RunTrigger.ADMIN, "telegram:1")
+    assert outcome.status == "rejected" and "validation got worse" in outcome.message
+    assert engine.model_path == before
+    with database.reads.begin() as session:
+        statuses = {version.name: version.status for version in list_versions(session)}
+        run = latest_run(session)
+    assert statuses["v0002"] == VersionStatus.REJECTED and statuses["v0001"] == VersionStatus.ACTIVE
+    assert run is not None and run.status == RunStatus.REJECTED
+
+
+async def test_too_few_new_pairs_is_skipped_unless_forced(database: Database, engine: InferenceEngine,
+                                                          tmp_path: Path) -> None:
+    service = learning(database, engine, tmp_path, min_new_pairs=10_000)
+    outcome = await service.retrain(RunTrigger.SCHEDULE)
+    assert outcome.status == "skipped" and "10000 needed" in outcome.message
+
+
+async def test_a_second_run_is_refused_while_one_holds_the_lease(database: Database, engine: InferenceEngine,
+                                                                 tmp_path: Path) -> None:
+    with database.sessions.begin() as session:
+        take_lease(session, name=LEASE, holder="other-process", ttl=timedelta(minutes=5), now=datetime.now(UTC))
+    outcome = await learning(database, engine, tmp_path).retrain(RunTrigger.ADMIN)
+    assert outcome.status == "busy" and "already running" in outcome.message
+
+
+async def test_a_crashing_child_fails_the_run_and_frees_the_lease(database: Database, engine: InferenceEngine,
+                                                                  tmp_path: Path) -> None:
+    service = learning(database, engine, tmp_path)
+    await service.register_live_model()
+    shutil.rmtree(engine.model_path)  # the child cannot load the model it should fine-tune
+    outcome = await service.retrain(RunTrigger.CLI)
+    assert outcome.status == "failed" and "CheckpointError" in outcome.message
+    with database.sessions.begin() as session:
+        run = latest_run(session)
+        assert run is not None and run.status == RunStatus.FAILED and run.error
+        assert take_lease(session, name=LEASE, holder="next", ttl=timedelta(minutes=1), now=datetime.now(UTC))
