@@ -13,6 +13,7 @@ import hashlib
 import logging
 import multiprocessing
 import os
+import queue
 import random
 import socket
 import tempfile
@@ -188,8 +189,9 @@ class LearningService:
     def _next_message(self, messages: multiprocessing.Queue[Any], child: Any) -> tuple[str, Any]:
         while True:
             try:
-                return messages.get(timeout=1.0)  # type: ignore[no-any-return]
-            except Exception:  # queue.Empty: check the child is still there
+                kind, detail = messages.get(timeout=1.0)
+                return kind, detail
+            except queue.Empty:  # nothing yet: make sure the child is still there
                 if not child.is_alive() and messages.empty():
                     return "error", f"the training process ended unexpectedly (exit code {child.exitcode})"
 
