@@ -9,16 +9,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+
 from bot.adapters.console import CONSOLE, chat, console_user
-from bot.database import Database, apply_retention, open_database
+from bot.database import Database, apply_retention, mining_rules, open_database
 from bot.default_model import ensure_default_model
+from bot.learning import LearningOptions, LearningService, SwappableEngine
 from bot.metrics import BotMetrics, OpsServer
+from bot.model_choice import serving_model
 from bot.permissions import Permissions
 from bot.service import ChatService, ReplyEngine
 from bot.settings import Settings
 from core_model.config import DecodeConfig
+from core_model.corpora import bundled_corpus
 from core_model.engine import InferenceEngine
 from core_model.process_engine import ProcessEngine
+from storage.models import RunTrigger
+from storage.registry import VersionRecord, active_version
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +56,37 @@ def wire_metrics(engine: InferenceEngine | ProcessEngine) -> BotMetrics:
     return metrics
 
 
+def build_learning(settings: Settings, database: Database, engine: SwappableEngine,
+                   service: ChatService | None = None) -> LearningService:
+    options = LearningOptions(
+        models_root=settings.data_dir / "models", min_new_pairs=settings.retrain_min_new_pairs,
+        tolerance_bits=settings.retrain_tolerance_bits, train_seconds=settings.retrain_seconds,
+        threads=settings.retrain_threads, replay_ratio=settings.retrain_replay_ratio)
+    learning = LearningService(database, engine, options, mining_rules(settings), base_pairs=bundled_corpus)
+    if service is not None:
+        service.learning = learning
+        learning.on_promoted.append(lambda version: setattr(service, "model_version_id", version.id))
+    return learning
+
+
+async def follow_registry(database: Database, engine: SwappableEngine, every_seconds: float = 30.0) -> None:
+    """Serve whatever version the registry says is active (e.g. after `chatbot rollback` elsewhere)."""
+    while True:
+        await asyncio.sleep(every_seconds)
+        try:
+            version = await asyncio.to_thread(_active, database)
+            if version is not None and Path(version.folder) != Path(engine.model_path):
+                log.info("registry: %s is active now; swapping it in", version.name)
+                await engine.swap(version.folder)
+        except Exception:
+            log.exception("registry: could not follow the active version")
+
+
+def _active(database: Database) -> VersionRecord | None:
+    with database.reads.begin() as session:
+        return active_version(session)
+
+
 def open_store(settings: Settings) -> Database:
     """The conversation database, migrated to the newest schema, with old messages purged."""
     database = open_database(settings.database)
@@ -59,10 +98,14 @@ def open_store(settings: Settings) -> Database:
 
 async def run_console(settings: Settings, model: Path | None = None, decode: DecodeConfig | None = None) -> int:
     database = open_store(settings)
-    engine = InferenceEngine.from_dir(model or model_path(settings), decode or settings.decode_config(),
-                                      threads=settings.torch_threads)
+    engine = InferenceEngine.from_dir(model or serving_model(settings, database),
+                                      decode or settings.decode_config(), threads=settings.torch_threads)
     try:
-        await chat(build_service(settings, engine, database))
+        service = build_service(settings, engine, database)
+        if model is None:  # the bot's own model: it can learn; a folder given by hand is left alone
+            learning = build_learning(settings, database, engine, service)
+            service.model_version_id = (await learning.register_live_model()).id
+        await chat(service)
     finally:
         await engine.close()
         database.close()
@@ -100,10 +143,17 @@ async def run_app(settings: Settings) -> int:
     database = open_store(settings)
     # Decoding in its own process: the chat clients' Python on this loop would otherwise slow it
     # down (they share the GIL), and it never stalls the loop.
-    engine = ProcessEngine.from_dir(model_path(settings), settings.decode_config(),
+    engine = ProcessEngine.from_dir(serving_model(settings, database), settings.decode_config(),
                                     threads=settings.torch_threads or 1)
     metrics = wire_metrics(engine)
-    adapters = build_adapters(settings, build_service(settings, engine, database, metrics))
+    service = build_service(settings, engine, database, metrics)
+    learning = build_learning(settings, database, engine, service)
+    service.model_version_id = (await learning.register_live_model()).id
+    scheduler = AsyncIOScheduler()
+    if settings.retrain_cron:
+        scheduler.add_job(learning.retrain, CronTrigger.from_crontab(settings.retrain_cron),
+                          args=[RunTrigger.SCHEDULE], max_instances=1, coalesce=True, misfire_grace_time=3600)
+    adapters = build_adapters(settings, service)
     if settings.ops_port:
         adapters.insert(0, OpsServer(metrics, lambda: {"model": str(engine.model_path),
                                                        "queue_depth": engine.queue_depth()},
@@ -113,15 +163,20 @@ async def run_app(settings: Settings) -> int:
     for signal_number in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signal_number, stopping.set)
     started: list[Adapter] = []
+    following = asyncio.create_task(follow_registry(database, engine))
     try:
         for adapter in adapters:
             await adapter.start()
             started.append(adapter)
+        scheduler.start()
         await stopping.wait()
         log.info("shutting down: no new updates, finishing the replies in flight")
     finally:
         # Reverse order: adapters stop taking updates and finish their handlers, then the engine
         # (which answers what is still queued) and the database close.
+        if scheduler.running:
+            scheduler.shutdown(wait=False)
+        following.cancel()
         for adapter in reversed(started):
             await adapter.stop()
         await engine.close()

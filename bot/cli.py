@@ -130,6 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench_serve.add_argument("--seconds", type=float, default=20.0)
     bench_serve.add_argument("--json", action="store_true")
 
+    retrain = sub.add_parser("retrain", help="retrain on the logged conversations now (in the foreground)")
+    retrain.add_argument("--force", action="store_true", help="even with few new pairs")
+    retrain.add_argument("--wait", action="store_true", help="accepted for scripts; the run is always awaited")
+    sub.add_parser("models", help="list the model versions, their status and metrics")
+    rollback = sub.add_parser("rollback", help="serve an earlier version again")
+    rollback.add_argument("version", nargs="?", help="e.g. v0003 (default: the active version's parent)")
+
     database = sub.add_parser("db", help="migrate the conversation database (DATABASE_URL)")
     database_sub = database.add_subparsers(dest="db", required=True)
     upgrade = database_sub.add_parser("upgrade", help="migrate up (to the newest schema by default)")

@@ -6,10 +6,16 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from bot.database import Database
 from bot.messages import IncomingMessage
+from core_model.checkpoint import CheckpointError
+from storage.models import RunTrigger
 from storage.people import chat_stats, forget_person, get_chattiness, set_chattiness, set_opted_out
+
+if TYPE_CHECKING:
+    from bot.learning import LearningService
 
 
 @dataclass(frozen=True)
@@ -19,6 +25,7 @@ class CommandContext:
     chat_row_id: int
     database: Database
     model_metrics: dict[str, object]
+    learning: LearningService | None = None
 
 
 @dataclass(frozen=True)
@@ -103,8 +110,26 @@ async def _chatty(ctx: CommandContext) -> str:
     return f"I will answer {int(argument)}% of the messages not addressed to me."
 
 
-async def _unavailable(ctx: CommandContext) -> str:
-    return RETRAIN_UNAVAILABLE
+async def _retrain(ctx: CommandContext) -> str:
+    if ctx.learning is None:
+        return RETRAIN_UNAVAILABLE
+    argument = ctx.args.strip().lower()
+    if argument == "status":
+        return await ctx.learning.status()
+    asker = f"{ctx.message.platform}:{ctx.message.user_id}"
+    if not ctx.learning.start(RunTrigger.ADMIN, asker, force=argument == "force"):
+        return "Retraining is already running. /retrain status shows its progress."
+    return ("Retraining started on this bot's conversations. The new model goes live only if it is no "
+            "worse than the current one; /retrain status shows progress and the result.")
+
+
+async def _rollback(ctx: CommandContext) -> str:
+    if ctx.learning is None:
+        return RETRAIN_UNAVAILABLE
+    try:
+        return await ctx.learning.rollback(ctx.args.strip() or None)
+    except CheckpointError as error:
+        return f"Cannot roll back: {error}"
 
 
 COMMANDS: dict[str, Command] = {command.name: command for command in [
@@ -118,8 +143,10 @@ COMMANDS: dict[str, Command] = {command.name: command for command in [
         "Thanks: I will keep and learn from what you write again."))),
     Command("stats", "message counts (admins)", _stats, admin_only=True),
     Command("chatty", "how often I join in unasked, 0–100 (admins)", _chatty, admin_only=True),
-    Command("retrain", "retrain me on this chat's conversations (admins)", _unavailable, admin_only=True),
-    Command("rollback", "go back to an earlier model (admins)", _unavailable, admin_only=True),
+    Command("retrain", "retrain me on the conversations; 'status' for progress (admins)", _retrain,
+            admin_only=True),
+    Command("rollback", "go back to the previous model, or to a named version (admins)", _rollback,
+            admin_only=True),
 ]}
 
 

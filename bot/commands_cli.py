@@ -5,10 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from typing import TYPE_CHECKING
 
 from bot.cli import decode_config, emit_json, train_configs
 from bot.progress import progress_callbacks
 from bot.settings import Settings
+
+if TYPE_CHECKING:
+    from bot.database import Database
+    from bot.learning import LearningService
 from core_model.corpora import load_pairs
 from core_model.engine import InferenceEngine
 from core_model.pipeline import fit, split_validation
@@ -16,7 +21,7 @@ from core_model.pipeline import fit, split_validation
 
 def dispatch(args: argparse.Namespace, settings: Settings) -> int:
     handlers = {"run": run, "chat": chat, "reply": reply, "train": train, "eval": evaluate,
-                "bench": bench, "db": database}
+                "bench": bench, "db": database, "retrain": retrain, "models": models, "rollback": rollback}
     return handlers[args.command](args, settings)
 
 
@@ -113,4 +118,53 @@ def database(args: argparse.Namespace, settings: Settings) -> int:
         db.downgrade(url, args.revision)
     current, head = db.current_revision(url)
     print(f"database revision: {current or 'empty'} (newest: {head})")
+    return 0
+
+
+def _learning(settings: Settings) -> tuple[Database, LearningService]:
+    from bot.app import build_learning, open_store
+    from bot.model_choice import FolderModel, serving_model
+
+    store = open_store(settings)
+    return store, build_learning(settings, store, FolderModel(serving_model(settings, store)))
+
+
+def retrain(args: argparse.Namespace, settings: Settings) -> int:
+    import getpass
+
+    from storage.models import RunTrigger
+
+    store, learning = _learning(settings)
+    try:
+        outcome = asyncio.run(learning.retrain(RunTrigger.CLI, f"cli:{getpass.getuser()}", force=args.force))
+    finally:
+        store.close()
+    print(outcome.message)
+    return 1 if outcome.status in ("failed", "busy") else 0
+
+
+def models(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.app import open_store
+    from storage.registry import list_versions
+
+    store = open_store(settings)
+    with store.reads.begin() as session:
+        versions = list_versions(session)
+    store.close()
+    if not versions:
+        print("No model versions yet: the first start registers the model it serves.")
+    for version in versions:
+        bits = version.metrics.get("valid_bits_per_char")
+        quality = f"{bits:.3f} bits/char" if isinstance(bits, float) else "—"
+        print(f"{version.name}  {version.status.value:<9} {version.created_at:%Y-%m-%d %H:%M}  "
+              f"{version.data_pairs:>7} pairs  {quality:>15}  {version.folder}")
+    return 0
+
+
+def rollback(args: argparse.Namespace, settings: Settings) -> int:
+    store, learning = _learning(settings)
+    try:
+        print(asyncio.run(learning.rollback(args.version)))
+    finally:
+        store.close()
     return 0

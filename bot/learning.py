@@ -35,6 +35,8 @@ from storage.registry import (
     active_version,
     add_run,
     add_version,
+    get_run,
+    latest_run,
     list_versions,
     runs_in_progress,
     set_version_status,
@@ -90,6 +92,18 @@ class LearningService:
         self.base_pairs = base_pairs
         self.holder = f"{socket.gethostname()}:{os.getpid()}"
         self.on_promoted: list[Callable[[VersionRecord], None]] = []
+        self._task: asyncio.Task[RetrainOutcome] | None = None
+
+    def start(self, trigger: RunTrigger, requested_by: str | None = None, *, force: bool = False) -> bool:
+        """Start a run in the background (for chat commands); False if this process already runs one."""
+        if self._task is not None and not self._task.done():
+            return False
+        self._task = asyncio.create_task(self.retrain(trigger, requested_by, force=force))
+        return True
+
+    async def wait(self) -> RetrainOutcome | None:
+        """The outcome of the run started with `start`, once it ends."""
+        return await self._task if self._task is not None else None
 
     async def register_live_model(self) -> VersionRecord:
         """Make sure the model being served has a version row (the first start, or a manual folder)."""
@@ -115,7 +129,9 @@ class LearningService:
         try:
             active = await self.register_live_model()
             run_id = await asyncio.to_thread(self._add_run, trigger, requested_by)
-            return await self._run(run_id, active, force)
+            outcome = await self._run(run_id, active, force)
+            await asyncio.to_thread(self._record_result, run_id, outcome.message)
+            return outcome
         except Exception as error:
             log.exception("retrain run %s failed", run_id)
             if run_id is not None:
@@ -156,6 +172,49 @@ class LearningService:
                               f"{figures['valid_pairs']} held-out pairs; trained on {snapshot['pairs']} "
                               f"mined pairs in {figures['train_seconds']:.0f} s.",
                               run_id, name, figures)
+
+    async def rollback(self, name: str | None = None) -> str:
+        """Serve an earlier version again: the one named, or the active version's parent."""
+        def choose() -> tuple[VersionRecord | None, str]:
+            with self.database.reads.begin() as session:
+                versions = {version.name: version for version in list_versions(session)}
+                active = active_version(session)
+            if name is not None:
+                target = versions.get(name)
+                if target is None or target.status is VersionStatus.REJECTED:
+                    return None, f"No version {name} that may serve (see `chatbot models`)."
+                return target, ""
+            parent = next((v for v in versions.values() if active and v.id == active.parent_id), None)
+            return (parent, "") if parent else (None, "The active version has no earlier version to go back to.")
+
+        target, problem = await asyncio.to_thread(choose)
+        if target is None:
+            return problem
+        await self.engine.swap(target.folder)  # raises, naming the file, if the folder is unusable
+
+        def activate() -> None:
+            with self.database.sessions.begin() as session:
+                activate_version(session, target.id)
+
+        await asyncio.to_thread(activate)
+        return f"Rolled back: {target.name} answers now."
+
+    async def status(self) -> str:
+        def read() -> str:
+            with self.database.reads.begin() as session:
+                run = latest_run(session)
+                active = active_version(session)
+            serving = f"Serving {active.name}." if active else "Serving the default model."
+            if run is None:
+                return f"{serving} No retraining has run yet."
+            if run.status in (RunStatus.QUEUED, RunStatus.RUNNING):
+                progress = run.progress
+                step = f" at step {progress['step']}, loss {progress['loss']}, about " \
+                       f"{progress['eta_seconds']:.0f} s left" if "step" in progress else ""
+                return f"{serving} Retraining run {run.id} is running{step}."
+            result = run.progress.get("result") or run.error or run.status.value
+            return f"{serving} Last retraining (run {run.id}, {run.status.value}): {result}"
+        return await asyncio.to_thread(read)
 
     def _gate(self, figures: dict[str, Any]) -> tuple[bool, str]:
         """Promote only a candidate no worse than the active model, whose replies are not degenerate."""
@@ -222,6 +281,11 @@ class LearningService:
             update_run(session, run_id, progress=progress)
             renew_lease(session, name=LEASE, holder=self.holder, ttl=self.options.lease_ttl, now=now)
 
+    def _record_result(self, run_id: int, message: str) -> None:
+        with self.database.sessions.begin() as session:
+            run = get_run(session, run_id)
+            update_run(session, run_id, progress={**(run.progress if run else {}), "result": message})
+
     def _finish(self, run_id: int, status: RunStatus, *, version_id: int | None = None,
                 error: str | None = None) -> None:
         with self.database.sessions.begin() as session:
@@ -234,7 +298,9 @@ class LearningService:
             mined = mine_pairs(session, self.rules)
             pairs = [Pair(pair.prompt, pair.reply, pair.context) for pair in mined]
         train = [pair for pair in pairs if not _held_out(pair, self.options.valid_share)]
-        valid = [pair for pair in pairs if _held_out(pair, self.options.valid_share)] or train[:1]
+        valid = [pair for pair in pairs if _held_out(pair, self.options.valid_share)]
+        if not valid and len(train) > 1:  # a tiny snapshot: still score on a pair it did not train on
+            valid.append(train.pop())
         base = list(self.base_pairs())
         random.Random(len(pairs)).shuffle(base)
         train += base[:int(len(train) * self.options.replay_ratio)]

@@ -16,6 +16,7 @@ from typing import Protocol
 
 from bot.commands import COMMANDS, NOT_ADMIN, CommandContext, parse_command
 from bot.database import Database
+from bot.learning import LearningService
 from bot.messages import IncomingMessage, Reply
 from bot.metrics import BotMetrics
 from bot.permissions import Permissions
@@ -57,6 +58,8 @@ class ChatService:
         self.cooldown_seconds = cooldown_seconds
         # The version row of the live model, set by whoever swaps models; logged with each reply.
         self.model_version_id: int | None = None
+        # The learning loop, when the bot runs one (the /retrain and /rollback commands use it).
+        self.learning: LearningService | None = None
         self._rng = rng or random.Random()
         self._last_unasked: dict[tuple[str, str], float] = {}
 
@@ -125,7 +128,8 @@ class ChatService:
             log.info("refused /%s to %s:%s in chat %s", name, message.platform, message.user_id,
                      message.chat_id)
             return NOT_ADMIN.format(name=f"/{name}")
-        context = CommandContext(message, args, logged.chat_id, self.database, self.engine.metrics)
+        context = CommandContext(message, args, logged.chat_id, self.database, self.engine.metrics,
+                                 self.learning)
         return await command.run(context)
 
     def _log_incoming(self, message: IncomingMessage, text: str) -> LoggedMessage:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core_model.config import DecodeConfig
@@ -44,6 +44,17 @@ class Settings(BaseSettings):
     # /healthz and /metrics (Prometheus) on 127.0.0.1 while the bot serves a platform; 0 turns it off.
     ops_port: int = Field(9108, ge=0, le=65535)
 
+    # Retraining: a crontab line (minute hour day month weekday, server time; empty: no schedule),
+    # the new mined pairs needed to bother, the bits/char a candidate may lose and still go live,
+    # the training budget in seconds, its threads (leave a core to serving) and the share of base
+    # corpus pairs mixed in per mined pair, so that the bot does not forget what it knew.
+    retrain_cron: str = "0 4 * * *"
+    retrain_min_new_pairs: int = Field(200, ge=0)
+    retrain_tolerance_bits: float = Field(0.02, ge=0)
+    retrain_seconds: float = Field(120.0, gt=0)
+    retrain_threads: int = Field(1, ge=1)
+    retrain_replay_ratio: float = Field(1.0, ge=0)
+
     database_url: str | None = None
     # Pair mining: the adjacency window, text length bounds, blocked words and the per-person cap.
     pair_window_seconds: float = Field(300.0, gt=0)
@@ -61,6 +72,15 @@ class Settings(BaseSettings):
     max_reply_tokens: int = Field(40, ge=1, le=512)
     temperature: float = Field(0.8, gt=0)
     top_p: float = Field(0.9, gt=0, le=1)
+
+    @field_validator("retrain_cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        if value.strip():
+            from apscheduler.triggers.cron import CronTrigger
+
+            CronTrigger.from_crontab(value.strip())  # raises ValueError naming the bad field
+        return value.strip()
 
     def admin_ids(self, platform: str) -> frozenset[str]:
         raw = {"telegram": self.telegram_admin_ids, "discord": self.discord_admin_ids}.get(platform, "")

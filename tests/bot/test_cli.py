@@ -103,3 +103,33 @@ def test_run_brings_the_database_up_to_date(trained_dir: Path, tmp_path: Path) -
     assert result.returncode == 0, result.stderr
     current = chatbot("db", "current", cwd=tmp_path)
     assert "revision: 0001 (newest: 0001)" in current.stdout
+
+
+def test_retrain_models_and_rollback_commands(trained_dir: Path, tmp_path: Path) -> None:
+    import shutil
+    from datetime import UTC, datetime, timedelta
+
+    from bot.database import open_database
+    from storage.messages import log_incoming
+    from storage.models import ChatKind
+
+    shutil.copytree(trained_dir / "model", tmp_path / "var" / "models" / "default")
+    (tmp_path / ".env").write_text("RETRAIN_SECONDS=2\nRETRAIN_TOLERANCE_BITS=100\nRETRAIN_MIN_NEW_PAIRS=100\n")
+    database = open_database(f"sqlite:///{tmp_path / 'var' / 'chatbot.db'}")
+    with database.sessions.begin() as session:
+        start = datetime(2026, 5, 1, tzinfo=UTC)
+        for i, line in enumerate(CORPUS.splitlines()[1:]):
+            for offset, text in enumerate(line.split("\t")):
+                log_incoming(session, platform="telegram", chat_id=f"g{i}", chat_kind=ChatKind.GROUP,
+                             chat_title=None, author_id=f"u{i}-{offset}", author_name=None, message_id=f"{offset}",
+                             text=text, created_at=start + timedelta(minutes=i, seconds=offset))
+    database.close()
+    assert "No model versions yet" in chatbot("models", cwd=tmp_path).stdout
+    skipped = chatbot("retrain", cwd=tmp_path)
+    assert skipped.returncode == 0 and "Skipped: 6 new conversation pairs" in skipped.stdout
+    forced = chatbot("retrain", "--force", cwd=tmp_path)
+    assert forced.returncode == 0 and forced.stdout.startswith("Promoted v0002"), forced.stdout + forced.stderr
+    listing = chatbot("models", cwd=tmp_path).stdout.splitlines()
+    assert [line.split()[:2] for line in listing] == [["v0001", "retired"], ["v0002", "active"]]
+    assert chatbot("rollback", cwd=tmp_path).stdout.strip() == "Rolled back: v0001 answers now."
+    assert chatbot("models", cwd=tmp_path).stdout.split()[:2] == ["v0001", "active"]

@@ -113,3 +113,53 @@ async def test_a_crashing_child_fails_the_run_and_frees_the_lease(database: Data
         run = latest_run(session)
         assert run is not None and run.status == RunStatus.FAILED and run.error
         assert take_lease(session, name=LEASE, holder="next", ttl=timedelta(minutes=1), now=datetime.now(UTC))
+
+
+async def test_admin_commands_drive_retrain_status_and_rollback(database: Database, engine: InferenceEngine,
+                                                                tmp_path: Path) -> None:
+    from bot.messages import IncomingMessage
+    from bot.permissions import Permissions
+    from bot.service import ChatService
+
+    service = ChatService(engine, database, Permissions({"telegram": frozenset({"1"})}))
+    service.learning = learning(database, engine, tmp_path)
+    base = engine.model_path
+
+    async def say(text: str) -> str:
+        reply = await service.handle(IncomingMessage("telegram", "dm", "private", "1", "Admin", text))
+        assert reply is not None
+        return reply.text
+
+    assert "Retraining started" in await say("/retrain")
+    assert "already running" in await say("/retrain")
+    outcome = await service.learning.wait()
+    assert outcome is not None and outcome.status == "promoted"
+    status = await say("/retrain status")
+    assert "Promoted v0002" in status and status.startswith("Serving v0002")
+    assert await say("/rollback") == "Rolled back: v0001 answers now."
+    assert engine.model_path == base
+    assert "No version v0099" in await say("/rollback v0099")
+
+
+def test_serving_model_passes_over_a_broken_active_version(database: Database, model_dir: Path,
+                                                           tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from bot.model_choice import serving_model
+    from bot.settings import Settings
+    from storage.registry import activate_version, add_version
+
+    good, broken = tmp_path / "good", tmp_path / "broken"
+    shutil.copytree(model_dir, good)
+    shutil.copytree(model_dir, broken)
+    (broken / "model.safetensors").write_bytes(b"not weights")
+    with database.sessions.begin() as session:
+        first = add_version(session, name="v0001", folder=str(good), status=VersionStatus.CANDIDATE,
+                            parent_id=None, metrics={})
+        activate_version(session, first.id)
+        second = add_version(session, name="v0002", folder=str(broken), status=VersionStatus.CANDIDATE,
+                             parent_id=first.id, metrics={})
+        activate_version(session, second.id)
+    assert serving_model(Settings(data_dir=tmp_path / "var"), database) == good
+    assert any("model.safetensors" in record.getMessage() for record in caplog.records)
+    with database.reads.begin() as session:
+        active = active_version(session)
+    assert active is not None and active.name == "v0001"
