@@ -149,6 +149,8 @@ async def run_app(settings: Settings) -> int:
     service = build_service(settings, engine, database, metrics)
     learning = build_learning(settings, database, engine, service)
     service.model_version_id = (await learning.register_live_model()).id
+    if interrupted := await learning.recover():
+        log.warning("marked %d interrupted retraining run(s) as failed", interrupted)
     scheduler = AsyncIOScheduler()
     if settings.retrain_cron:
         scheduler.add_job(learning.retrain, CronTrigger.from_crontab(settings.retrain_cron),

@@ -26,7 +26,7 @@ from typing import Any, Literal, Protocol
 from bot.database import Database
 from bot.retrain_worker import RetrainJob, run_job
 from core_model.corpora import Pair
-from storage.lease import release_lease, renew_lease, take_lease
+from storage.lease import lease_holder, release_lease, renew_lease, take_lease
 from storage.mining import MiningRules, mine_pairs
 from storage.models import RunStatus, RunTrigger, VersionStatus
 from storage.registry import (
@@ -118,6 +118,21 @@ class LearningService:
                 activate_version(session, version.id)
                 return version
         return await asyncio.to_thread(register)
+
+    async def recover(self) -> int:
+        """At start: runs left "running" by a process that died are marked failed, once their lease
+        has expired (a live run elsewhere keeps renewing it). Returns how many."""
+        def mark() -> int:
+            now = datetime.now(UTC)
+            with self.database.sessions.begin() as session:
+                if lease_holder(session, name=LEASE, now=now) is not None:
+                    return 0
+                stale = runs_in_progress(session)
+                for run in stale:
+                    update_run(session, run.id, status=RunStatus.FAILED, finished_at=now,
+                               error="interrupted: the process running it stopped")
+                return len(stale)
+        return await asyncio.to_thread(mark)
 
     async def retrain(self, trigger: RunTrigger, requested_by: str | None = None, *,
                       force: bool = False) -> RetrainOutcome:

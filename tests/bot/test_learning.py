@@ -163,3 +163,23 @@ def test_serving_model_passes_over_a_broken_active_version(database: Database, m
     with database.reads.begin() as session:
         active = active_version(session)
     assert active is not None and active.name == "v0001"
+
+
+async def test_a_run_left_by_a_dead_process_is_failed_once_its_lease_expires(
+        database: Database, engine: InferenceEngine, tmp_path: Path) -> None:
+    from storage.registry import add_run, get_run, update_run
+
+    with database.sessions.begin() as session:
+        run = add_run(session, trigger=RunTrigger.SCHEDULE)
+        update_run(session, run.id, status=RunStatus.RUNNING)
+        take_lease(session, name=LEASE, holder="dead", ttl=timedelta(minutes=5), now=datetime.now(UTC))
+    service = learning(database, engine, tmp_path)
+    assert await service.recover() == 0  # the lease is still valid: maybe it is alive elsewhere
+    with database.sessions.begin() as session:
+        take_lease(session, name=LEASE, holder="dead", ttl=timedelta(minutes=5),
+                   now=datetime.now(UTC) - timedelta(minutes=10))  # as if it stopped renewing
+    assert await service.recover() == 1
+    with database.reads.begin() as session:
+        failed = get_run(session, run.id)
+    assert failed is not None and failed.status == RunStatus.FAILED and "interrupted" in (failed.error or "")
+    assert (await service.retrain(RunTrigger.CLI)).status == "promoted"  # and a new run can start
