@@ -15,7 +15,7 @@ from apscheduler.triggers.cron import CronTrigger
 from bot.adapters.console import CONSOLE, chat, console_user
 from bot.database import Database, apply_retention, mining_rules, open_database
 from bot.default_model import ensure_default_model
-from bot.learning import LearningOptions, LearningService, SwappableEngine
+from bot.learning import LearningOptions, LearningService, SwappableEngine, schedule_retraining
 from bot.metrics import BotMetrics, OpsServer
 from bot.model_choice import serving_model
 from bot.permissions import Permissions
@@ -25,7 +25,6 @@ from core_model.config import DecodeConfig
 from core_model.corpora import bundled_corpus
 from core_model.engine import InferenceEngine
 from core_model.process_engine import ProcessEngine
-from storage.models import RunTrigger
 from storage.registry import VersionRecord, active_version
 
 log = logging.getLogger(__name__)
@@ -153,8 +152,7 @@ async def run_app(settings: Settings) -> int:
         log.warning("marked %d interrupted retraining run(s) as failed", interrupted)
     scheduler = AsyncIOScheduler()
     if settings.retrain_cron:
-        scheduler.add_job(learning.retrain, CronTrigger.from_crontab(settings.retrain_cron),
-                          args=[RunTrigger.SCHEDULE], max_instances=1, coalesce=True, misfire_grace_time=3600)
+        schedule_retraining(scheduler, learning, CronTrigger.from_crontab(settings.retrain_cron))
     adapters = build_adapters(settings, service)
     if settings.ops_port:
         adapters.insert(0, OpsServer(metrics, lambda: {"model": str(engine.model_path),

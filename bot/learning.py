@@ -23,6 +23,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.base import BaseTrigger
+
 from bot.database import Database
 from bot.retrain_worker import RetrainJob, run_job
 from core_model.corpora import Pair
@@ -345,6 +348,12 @@ class LearningService:
             else:
                 set_version_status(session, version.id, status)
             return version
+
+
+def schedule_retraining(scheduler: AsyncIOScheduler, learning: LearningService, trigger: BaseTrigger) -> None:
+    """One scheduled job: never two at once, and missed firings (the bot was down) run once."""
+    scheduler.add_job(learning.retrain, trigger, args=[RunTrigger.SCHEDULE], id="retrain", max_instances=1,
+                      coalesce=True, misfire_grace_time=3600, replace_existing=True)
 
 
 def _held_out(pair: Pair, share: float) -> bool:

@@ -183,3 +183,27 @@ async def test_a_run_left_by_a_dead_process_is_failed_once_its_lease_expires(
         failed = get_run(session, run.id)
     assert failed is not None and failed.status == RunStatus.FAILED and "interrupted" in (failed.error or "")
     assert (await service.retrain(RunTrigger.CLI)).status == "promoted"  # and a new run can start
+
+
+async def test_a_scheduled_run_fires(database: Database, engine: InferenceEngine, tmp_path: Path) -> None:
+    import asyncio
+
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+    from apscheduler.triggers.date import DateTrigger
+
+    from bot.learning import schedule_retraining
+
+    scheduler = AsyncIOScheduler()
+    fire_at = datetime.now(UTC) + timedelta(seconds=0.3)
+    schedule_retraining(scheduler, learning(database, engine, tmp_path), DateTrigger(run_date=fire_at))
+    scheduler.start()
+    try:
+        for _ in range(300):  # until the first scheduled run has finished, at most 30 s
+            with database.reads.begin() as session:
+                run = latest_run(session)
+            if run is not None and run.finished_at is not None:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        scheduler.shutdown(wait=False)
+    assert run is not None and run.trigger == RunTrigger.SCHEDULE and run.status == RunStatus.SUCCEEDED
