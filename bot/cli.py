@@ -137,6 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
     rollback = sub.add_parser("rollback", help="serve an earlier version again")
     rollback.add_argument("version", nargs="?", help="e.g. v0003 (default: the active version's parent)")
 
+    bench_retrain = bench_sub.add_parser("retrain", help="retrain on 10,000 mined pairs while serving")
+    bench_retrain.add_argument("--pairs", type=int, default=10_000)
+    bench_retrain.add_argument("--serve-seconds", type=float, default=15.0)
+    bench_retrain.add_argument("--data-dir", type=Path, default=Path("../shared/data"),
+                               help="where korean_chatbot/train.tsv is")
+    bench_retrain.add_argument("--json", action="store_true")
+
     database = sub.add_parser("db", help="migrate the conversation database (DATABASE_URL)")
     database_sub = database.add_subparsers(dest="db", required=True)
     upgrade = database_sub.add_parser("upgrade", help="migrate up (to the newest schema by default)")

@@ -84,7 +84,12 @@ def evaluate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def bench(args: argparse.Namespace, settings: Settings) -> int:
-    if args.bench == "serve":
+    if args.bench == "retrain":
+        from bot.retrain_benchmark import bench_retrain
+
+        result = asyncio.run(bench_retrain(settings, args.data_dir, pairs=args.pairs,
+                                           serve_seconds=args.serve_seconds))
+    elif args.bench == "serve":
         from bot.serve_benchmark import bench_serve
 
         result = asyncio.run(bench_serve(settings, args.platform, chats=args.chats, seconds=args.seconds))
