@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 .DEFAULT_GOAL := help
 
-.PHONY: help setup run test test-all lint bench-train bench-infer clean
+.PHONY: help setup run test test-all lint bench-train bench-infer bench-storage bench-serve bench-retrain clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -30,6 +30,15 @@ bench-train: setup ## training speed at the tutorial configuration
 
 bench-infer: setup ## latency and throughput of the default model
 	@.venv/bin/chatbot bench infer --json
+
+bench-storage: setup ## logging rate, concurrent writers, mining a million messages
+	@.venv/bin/chatbot bench storage --json
+
+bench-serve: setup ## 64 group chats through python-telegram-bot against the local fake
+	@.venv/bin/chatbot bench serve --platform telegram --json
+
+bench-retrain: setup ## retraining on 10,000 mined pairs while serving
+	@.venv/bin/chatbot bench retrain --json
 
 clean: ## remove the virtual environment and caches
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache
