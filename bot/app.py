@@ -60,7 +60,8 @@ def build_learning(settings: Settings, database: Database, engine: SwappableEngi
     options = LearningOptions(
         models_root=settings.data_dir / "models", min_new_pairs=settings.retrain_min_new_pairs,
         tolerance_bits=settings.retrain_tolerance_bits, train_seconds=settings.retrain_seconds,
-        threads=settings.retrain_threads, replay_ratio=settings.retrain_replay_ratio)
+        threads=settings.retrain_threads, replay_ratio=settings.retrain_replay_ratio,
+        keep_versions=settings.keep_model_versions)
     learning = LearningService(database, engine, options, mining_rules(settings), base_pairs=bundled_corpus)
     if service is not None:
         service.learning = learning

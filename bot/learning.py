@@ -15,6 +15,7 @@ import multiprocessing
 import os
 import queue
 import random
+import shutil
 import socket
 import tempfile
 from collections.abc import Callable, Sequence
@@ -38,6 +39,7 @@ from storage.registry import (
     active_version,
     add_run,
     add_version,
+    delete_version,
     get_run,
     latest_run,
     list_versions,
@@ -73,6 +75,7 @@ class LearningOptions:
     max_repeat_rate: float = 0.34
     train_seconds: float = 120.0
     threads: int = 1
+    keep_versions: int = 10  # rejected and retired versions beyond this many are deleted, oldest first
     lease_ttl: timedelta = timedelta(minutes=5)
 
 
@@ -181,6 +184,7 @@ class LearningService:
             await self.engine.swap(out)
             for callback in self.on_promoted:
                 callback(version)
+        await asyncio.to_thread(self.prune)
         await asyncio.to_thread(self._finish, run_id, RunStatus.SUCCEEDED if promoted else RunStatus.REJECTED,
                                 version_id=version.id, error=None if promoted else why)
         before, after = figures["active_bits_per_char"], figures["candidate_bits_per_char"]
@@ -233,6 +237,24 @@ class LearningService:
             result = run.progress.get("result") or run.error or run.status.value
             return f"{serving} Last retraining (run {run.id}, {run.status.value}): {result}"
         return await asyncio.to_thread(read)
+
+    def prune(self) -> list[str]:
+        """Delete the oldest rejected or retired versions beyond `keep_versions` (never the active one
+        or its parent): their rows and folders. Returns the names deleted."""
+        with self.database.sessions.begin() as session:
+            versions = list_versions(session)
+            active = active_version(session)
+            protected = {active.id, active.parent_id} if active else set()
+            old = [v for v in versions if v.status in (VersionStatus.REJECTED, VersionStatus.RETIRED)
+                   and v.id not in protected]
+            doomed = old[:max(len(old) - self.options.keep_versions, 0)]
+            for version in doomed:
+                delete_version(session, version.id)
+        for version in doomed:
+            folder = Path(version.folder)
+            if folder.parent == self.options.models_root:  # only folders this service created
+                shutil.rmtree(folder, ignore_errors=True)
+        return [version.name for version in doomed]
 
     def _gate(self, figures: dict[str, Any]) -> tuple[bool, str]:
         """Promote only a candidate no worse than the active model, whose replies are not degenerate."""

@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     retrain_seconds: float = Field(120.0, gt=0)
     retrain_threads: int = Field(1, ge=1)
     retrain_replay_ratio: float = Field(1.0, ge=0)
+    # Rejected and retired model versions kept on disk (the active one and its parent always are).
+    keep_model_versions: int = Field(10, ge=0)
 
     database_url: str | None = None
     # Pair mining: the adjacency window, text length bounds, blocked words and the per-person cap.

@@ -207,3 +207,24 @@ async def test_a_scheduled_run_fires(database: Database, engine: InferenceEngine
     finally:
         scheduler.shutdown(wait=False)
     assert run is not None and run.trigger == RunTrigger.SCHEDULE and run.status == RunStatus.SUCCEEDED
+
+
+def test_prune_keeps_the_newest_old_versions_and_never_the_active_or_its_parent(
+        database: Database, engine: InferenceEngine, tmp_path: Path) -> None:
+    from storage.registry import activate_version, add_version
+
+    root = tmp_path / "models"
+    with database.sessions.begin() as session:
+        parent = None
+        for number in range(1, 7):
+            folder = root / f"v{number:04d}"
+            folder.mkdir(parents=True)
+            version = add_version(session, name=folder.name, folder=str(folder), status=VersionStatus.CANDIDATE,
+                                  parent_id=parent, metrics={})
+            activate_version(session, version.id)  # each becomes active; the one before retires
+            parent = version.id
+    service = learning(database, engine, tmp_path, keep_versions=2)
+    assert service.prune() == ["v0001", "v0002"]  # v0003 and v0004 kept; v0005 is the parent of v0006
+    assert not (root / "v0001").exists() and (root / "v0003").exists() and (root / "v0006").exists()
+    with database.reads.begin() as session:
+        assert [version.name for version in list_versions(session)] == ["v0003", "v0004", "v0005", "v0006"]
