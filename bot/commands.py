@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.database import Database
@@ -15,7 +16,7 @@ from storage.models import RunTrigger
 from storage.people import chat_stats, forget_person, get_chattiness, set_chattiness, set_opted_out
 
 if TYPE_CHECKING:
-    from bot.learning import LearningService
+    from bot.learning import LearningService, RetrainOutcome
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,8 @@ class CommandContext:
     database: Database
     model_metrics: dict[str, object]
     learning: LearningService | None = None
+    # Posts to the chat the command came from, later (the result of a retraining).
+    notify: Callable[[str, Path | None], Awaitable[None]] | None = None
 
 
 @dataclass(frozen=True)
@@ -117,10 +120,16 @@ async def _retrain(ctx: CommandContext) -> str:
     if argument == "status":
         return await ctx.learning.status()
     asker = f"{ctx.message.platform}:{ctx.message.user_id}"
-    if not ctx.learning.start(RunTrigger.ADMIN, asker, force=argument == "force"):
+    notify = ctx.notify
+
+    async def report(outcome: RetrainOutcome) -> None:
+        if notify is not None:
+            await notify(outcome.message, outcome.plot)
+
+    if not ctx.learning.start(RunTrigger.ADMIN, asker, force=argument == "force", on_done=report):
         return "Retraining is already running. /retrain status shows its progress."
     return ("Retraining started on this bot's conversations. The new model goes live only if it is no "
-            "worse than the current one; /retrain status shows progress and the result.")
+            "worse than the current one; I will post the result here (/retrain status meanwhile).")
 
 
 async def _rollback(ctx: CommandContext) -> str:

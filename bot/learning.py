@@ -18,7 +18,7 @@ import random
 import shutil
 import socket
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -87,6 +87,12 @@ class RetrainOutcome:
     version: str | None = None
     figures: dict[str, Any] | None = None
 
+    @property
+    def plot(self) -> Path | None:
+        """The PNG of the training and validation curves, when the run trained."""
+        path = (self.figures or {}).get("plot")
+        return Path(path) if path and Path(path).exists() else None
+
 
 class LearningService:
     def __init__(self, database: Database, engine: SwappableEngine, options: LearningOptions,
@@ -100,11 +106,23 @@ class LearningService:
         self.on_promoted: list[Callable[[VersionRecord], None]] = []
         self._task: asyncio.Task[RetrainOutcome] | None = None
 
-    def start(self, trigger: RunTrigger, requested_by: str | None = None, *, force: bool = False) -> bool:
-        """Start a run in the background (for chat commands); False if this process already runs one."""
+    def start(self, trigger: RunTrigger, requested_by: str | None = None, *, force: bool = False,
+              on_done: Callable[[RetrainOutcome], Awaitable[None]] | None = None) -> bool:
+        """Start a run in the background (for chat commands); False if this process already runs one.
+        `on_done` receives the outcome, e.g. to tell whoever asked."""
         if self._task is not None and not self._task.done():
             return False
-        self._task = asyncio.create_task(self.retrain(trigger, requested_by, force=force))
+
+        async def run() -> RetrainOutcome:
+            outcome = await self.retrain(trigger, requested_by, force=force)
+            if on_done is not None:
+                try:
+                    await on_done(outcome)
+                except Exception:
+                    log.exception("could not report the outcome of retraining run %s", outcome.run_id)
+            return outcome
+
+        self._task = asyncio.create_task(run())
         return True
 
     async def wait(self) -> RetrainOutcome | None:

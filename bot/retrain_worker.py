@@ -13,6 +13,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from bot.training_plot import plot_curves
+
+PLOT = "curves.png"
 CANARIES = ("안녕하세요", "오늘 뭐 해?", "hello", "how are you?", "고마워", "what do you like?")
 
 
@@ -44,20 +47,29 @@ def _train_and_score(job: RetrainJob, messages: multiprocessing.Queue[Any]) -> d
     from core_model.metrics import repeats_an_ngram
     from core_model.pipeline import bits_per_char, fine_tune
     from core_model.presets import PRESETS
-    from core_model.training import Callbacks, StepStats
+    from core_model.training import Callbacks, EvalStats, StepStats
 
     train_pairs, valid_pairs = load_pairs([job.train_tsv]), load_pairs([job.valid_tsv])
 
+    losses: list[tuple[int, float]] = []
+    validations: list[tuple[int, float]] = []
+
     def on_step(stats: StepStats) -> None:
+        losses.append((stats.step, stats.loss))
         if stats.step % 10 == 0:
             remaining = stats.elapsed * (1 - stats.progress) / max(stats.progress, 1e-6)
             messages.put(("progress", {"step": stats.step, "loss": round(stats.loss, 4),
                                        "eta_seconds": round(remaining, 1)}))
 
+    def on_eval(stats: EvalStats) -> None:
+        validations.append((stats.step, stats.bits_per_char))
+
     _, train_config = PRESETS["default"]
     train_config = replace(train_config, max_seconds=job.max_seconds, threads=job.threads, seed=job.seed,
                            max_epochs=1000, patience=1000)
-    fitted = fine_tune(job.base, train_pairs, valid_pairs, train_config, job.out, Callbacks(on_step=on_step))
+    fitted = fine_tune(job.base, train_pairs, valid_pairs, train_config, job.out,
+                       Callbacks(on_step=on_step, on_eval=on_eval))
+    plot = plot_curves(losses, validations, job.out / PLOT, title=f"Retraining {job.out.name}")
     candidate = checkpoint.load(job.out)
     sources = [source_ids(candidate.tokenizer, prompt, "", candidate.model.config.max_source_tokens)
                for prompt in CANARIES]
@@ -74,4 +86,5 @@ def _train_and_score(job: RetrainJob, messages: multiprocessing.Queue[Any]) -> d
         "train_seconds": round(fitted.result.train_seconds, 1),
         "train_pairs": fitted.train_pairs,
         "valid_pairs": fitted.valid_pairs,
+        "plot": str(plot),
     }

@@ -10,8 +10,9 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Protocol
 
 from bot.commands import COMMANDS, NOT_ADMIN, CommandContext, parse_command
@@ -47,6 +48,10 @@ class ReplyEngine(Protocol):
     def metrics(self) -> dict[str, object]: ...
 
 
+# Sends a message the bot was not asked for right then (e.g. a retraining's result) to a chat.
+Notifier = Callable[[str, str, Path | None], Awaitable[None]]  # (chat id, text, image)
+
+
 class ChatService:
     def __init__(self, engine: ReplyEngine, database: Database, permissions: Permissions, *,
                  cooldown_seconds: float = 30.0, rng: random.Random | None = None,
@@ -61,6 +66,7 @@ class ChatService:
         # The learning loop, when the bot runs one (the /retrain and /rollback commands use it).
         self.learning: LearningService | None = None
         self._rng = rng or random.Random()
+        self._notifiers: dict[str, Notifier] = {}
         self._last_unasked: dict[tuple[str, str], float] = {}
 
     async def handle(self, message: IncomingMessage) -> Reply | None:
@@ -93,6 +99,17 @@ class ChatService:
         """The platform accepted a reply and gave it this id (so that replies to it are linked)."""
         if reply.row_id is not None:
             await asyncio.to_thread(self._in_session, record_sent, row_id=reply.row_id, message_id=message_id)
+
+    def set_notifier(self, platform: str, notifier: Notifier) -> None:
+        """Adapters register how to post to one of their chats unprompted."""
+        self._notifiers[platform] = notifier
+
+    async def notify(self, platform: str, chat_id: str, text: str, image: Path | None = None) -> None:
+        notifier = self._notifiers.get(platform)
+        if notifier is None:
+            log.warning("no way to notify %s chat %s: %s", platform, chat_id, text)
+            return
+        await notifier(chat_id, text, image)
 
     def send_failed(self, platform: str) -> None:
         """The platform refused a reply for good (after the client's own retries)."""
@@ -128,8 +145,11 @@ class ChatService:
             log.info("refused /%s to %s:%s in chat %s", name, message.platform, message.user_id,
                      message.chat_id)
             return NOT_ADMIN.format(name=f"/{name}")
+        async def notify_here(text: str, image: Path | None = None) -> None:
+            await self.notify(message.platform, message.chat_id, text, image)
+
         context = CommandContext(message, args, logged.chat_id, self.database, self.engine.metrics,
-                                 self.learning)
+                                 self.learning, notify_here)
         return await command.run(context)
 
     def _log_incoming(self, message: IncomingMessage, text: str) -> LoggedMessage:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import sys
+from pathlib import Path
 
 from bot.messages import IncomingMessage
 from bot.service import ChatService
@@ -21,6 +22,13 @@ async def chat(service: ChatService, *, prompt: str = PROMPT) -> None:
     """Read lines from stdin until EOF or /quit and print the bot's replies."""
     user = console_user()
     interactive = sys.stdin.isatty()
+
+    async def notify(chat_id: str, text: str, image: Path | None) -> None:
+        print(f"bot> {text}" if interactive else text, flush=True)
+        if image is not None:
+            print(f"(plot: {image})", flush=True)
+
+    service.set_notifier(CONSOLE, notify)
     if interactive:
         print("Chatting with the bot. /help for commands, /quit or Ctrl-D to leave.")
     while True:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import discord
@@ -44,6 +45,7 @@ class DiscordBot(commands.Bot):
         for command in COMMANDS.values():
             self.tree.add_command(self._slash_command(command))
         service.permissions.set_chat_admin_check(PLATFORM, self._is_chat_admin)
+        service.set_notifier(PLATFORM, self._notify)
 
     async def setup_hook(self) -> None:
         if self.options.guild_id is not None:
@@ -81,6 +83,23 @@ class DiscordBot(commands.Bot):
                 await asyncio.Event().wait()  # until cancelled when the reply is ready
         except discord.HTTPException as error:
             log.warning("discord: typing indicator failed: %s", error)
+
+    async def _notify(self, chat_id: str, text: str, image: Path | None) -> None:
+        """Post to a channel unprompted: the text, with the image attached (a retraining's curves)."""
+        try:
+            channel = self.get_channel(int(chat_id)) or await self.fetch_channel(int(chat_id))
+            if not isinstance(channel, discord.abc.Messageable):
+                return
+            *first, last = split_text(text, MESSAGE_LIMIT)
+            for piece in first:
+                await channel.send(piece)
+            if image is not None:
+                await channel.send(last, file=discord.File(image))
+            else:
+                await channel.send(last)
+        except discord.HTTPException:
+            log.exception("discord: notifying channel %s failed", chat_id)
+            self.service.send_failed(PLATFORM)
 
     async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
         """An edited message replaces the logged text."""

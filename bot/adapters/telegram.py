@@ -7,6 +7,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from telegram import BotCommand, Message, MessageEntity, ReplyParameters, Update
 from telegram.constants import ChatAction, ChatMemberStatus, ChatType, MessageLimit
@@ -63,6 +64,7 @@ class TelegramAdapter:
         self.app.add_error_handler(self._on_error)
         self._admin_cache: dict[tuple[int, int], tuple[float, bool]] = {}
         service.permissions.set_chat_admin_check(PLATFORM, self._is_chat_admin)
+        service.set_notifier(PLATFORM, self._notify)
 
     async def start(self) -> None:
         """Connect, register the command menu and start polling (the caller owns the event loop)."""
@@ -112,6 +114,18 @@ class TelegramAdapter:
         except TelegramError:
             # Retries (rate limits) are the rate limiter's; what still fails is logged and counted.
             log.exception("telegram: sending a reply in chat %s failed", message.chat_id)
+            self.service.send_failed(PLATFORM)
+
+    async def _notify(self, chat_id: str, text: str, image: Path | None) -> None:
+        """Post to a chat unprompted: the text, then the image (e.g. a retraining's curves)."""
+        try:
+            for piece in split_text(text, MessageLimit.MAX_TEXT_LENGTH):
+                await self.app.bot.send_message(int(chat_id), piece)
+            if image is not None:
+                with image.open("rb") as picture:
+                    await self.app.bot.send_photo(int(chat_id), picture)
+        except TelegramError:
+            log.exception("telegram: notifying chat %s failed", chat_id)
             self.service.send_failed(PLATFORM)
 
     async def _on_edit(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import yarl
 from aiohttp import WSMsgType, web
+from aiohttp.web_request import FileField
 
 APP_ID = 555_000
 BOT_ID = 555_001
@@ -268,9 +269,11 @@ class FakeDiscord:
         if request.can_read_body:
             if request.content_type == "application/json":
                 body = await request.json()
-            else:  # multipart: discord.py puts the JSON in "payload_json"
+            else:  # multipart: discord.py puts the JSON in "payload_json", files beside it
                 form = await request.post()
                 body = json.loads(str(form.get("payload_json", "{}")))
+                body["uploaded"] = [field.filename for key, field in form.items()
+                                    if key.startswith("files[") and isinstance(field, FileField)]
         for key, queued in self.faults.items():
             verb, suffix = key.split(" ", 1)
             if verb == request.method and path.endswith(suffix) and queued:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from aiohttp.web_request import FileField
 
 BOT_ID = 999_000
 BOT_USERNAME = "test_chatbot"
@@ -186,6 +187,15 @@ class FakeTelegram:
         params["result"] = message
         self._inbox(chat_id).put_nowait(message)
         return message
+
+    async def _api_sendPhoto(self, params: dict[str, Any]) -> dict[str, Any]:
+        chat_id = int(params["chat_id"])
+        photo = params.get("photo")
+        params["photo_bytes"] = len(photo.file.read()) if isinstance(photo, FileField) else 0
+        return {"message_id": next(self._message_ids), "date": int(time.time()),
+                "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup"},
+                "from": {"id": BOT_ID, "is_bot": True, "first_name": "Chatbot", "username": BOT_USERNAME},
+                "photo": [{"file_id": "photo-1", "file_unique_id": "p1", "width": 700, "height": 400}]}
 
     async def _api_getChatMember(self, params: dict[str, Any]) -> dict[str, Any]:
         chat_id, user_id = int(params["chat_id"]), int(params["user_id"])

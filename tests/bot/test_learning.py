@@ -124,6 +124,12 @@ async def test_admin_commands_drive_retrain_status_and_rollback(database: Databa
     service = ChatService(engine, database, Permissions({"telegram": frozenset({"1"})}))
     service.learning = learning(database, engine, tmp_path)
     base = engine.model_path
+    notified: list[tuple[str, str, Path | None]] = []
+
+    async def notifier(chat_id: str, text: str, image: Path | None) -> None:
+        notified.append((chat_id, text, image))
+
+    service.set_notifier("telegram", notifier)
 
     async def say(text: str) -> str:
         reply = await service.handle(IncomingMessage("telegram", "dm", "private", "1", "Admin", text))
@@ -134,6 +140,10 @@ async def test_admin_commands_drive_retrain_status_and_rollback(database: Databa
     assert "already running" in await say("/retrain")
     outcome = await service.learning.wait()
     assert outcome is not None and outcome.status == "promoted"
+    # Whoever asked hears the result, with the curves as a PNG.
+    [(chat_id, text, image)] = notified
+    assert chat_id == "dm" and text.startswith("Promoted v0002") and image is not None
+    assert image.read_bytes().startswith(b"\x89PNG")
     status = await say("/retrain status")
     assert "Promoted v0002" in status and status.startswith("Serving v0002")
     assert await say("/rollback") == "Rolled back: v0001 answers now."

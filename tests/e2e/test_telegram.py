@@ -220,3 +220,38 @@ async def test_decoding_never_blocks_the_event_loop(fake: FakeTelegram, bot: Tel
     ticking = False
     await beat
     assert max(gaps) < 0.1
+
+
+async def test_retrain_result_and_curves_reach_the_admin(fake: FakeTelegram, bot: TelegramAdapter,
+                                                         database: Database, model_dir: Path,
+                                                         tmp_path: Path) -> None:
+    import shutil
+    from datetime import UTC, datetime, timedelta
+
+    from bot.learning import LearningOptions, LearningService
+    from storage.messages import log_incoming
+    from storage.mining import MiningRules
+    from storage.models import ChatKind
+    from tests.conftest import PAIRS
+
+    with database.sessions.begin() as session:
+        for number, pair in enumerate(PAIRS):
+            for offset, text in enumerate((pair.prompt, pair.reply)):
+                log_incoming(session, platform="telegram", chat_id=f"c{number}", chat_kind=ChatKind.GROUP,
+                             chat_title=None, author_id=f"{number}-{offset}", author_name=None,
+                             message_id=str(offset), text=text,
+                             created_at=datetime(2026, 5, 1, tzinfo=UTC) + timedelta(minutes=number, seconds=offset))
+    served = tmp_path / "models" / "base"
+    shutil.copytree(model_dir, served)
+    await bot.service.engine.swap(served)  # type: ignore[attr-defined]
+    bot.service.learning = LearningService(
+        database, bot.service.engine, LearningOptions(models_root=tmp_path / "models", min_new_pairs=0,  # type: ignore[arg-type]
+                                                      train_seconds=2, tolerance_bits=100.0),
+        MiningRules(max_person_share=1.0), base_pairs=lambda: PAIRS)
+    await fake.push_message("/retrain", user_id=ADMIN)
+    assert "Retraining started" in (await fake.next_sent())["text"]
+    result = await fake.next_sent(timeout=60)
+    assert result["chat_id"] == GROUP and result["text"].startswith("Promoted v0002")
+    await bot.service.learning.wait()
+    [photo] = fake.calls_to("sendPhoto")
+    assert photo["chat_id"] == GROUP and photo["photo_bytes"] > 1000
