@@ -188,3 +188,13 @@ async def test_decoding_never_blocks_the_gateway(fake: FakeDiscord, database: Da
         await engine.close()
     gaps = [later - earlier for earlier, later in zip(fake.heartbeats, fake.heartbeats[1:], strict=False)]
     assert len(gaps) >= 3 and max(gaps) < 0.2  # 100 ms interval; a blocked loop would show a long gap
+
+
+async def test_notification_posts_text_with_the_image_attached(fake: FakeDiscord, bot: DiscordAdapter,
+                                                                tmp_path: Path) -> None:
+    from bot.training_plot import plot_curves
+
+    image = plot_curves([(1, 3.0), (2, 2.0)], [(2, 1.5)], tmp_path / "curves.png")
+    await bot.bot.service.notify("discord", str(CHANNEL_ID), "Promoted v0002.", image)
+    posted = await fake.next_sent()
+    assert posted["content"] == "Promoted v0002." and posted["uploaded"] == ["curves.png"]
