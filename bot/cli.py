@@ -132,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     retrain = sub.add_parser("retrain", help="retrain on the logged conversations now (in the foreground)")
     retrain.add_argument("--force", action="store_true", help="even with few new pairs")
+    retrain.add_argument("--full", action="store_true", help="rebuild from scratch with a new tokenizer")
     retrain.add_argument("--wait", action="store_true", help="accepted for scripts; the run is always awaited")
     sub.add_parser("models", help="list the model versions, their status and metrics")
     rollback = sub.add_parser("rollback", help="serve an earlier version again")

@@ -126,7 +126,8 @@ async def _retrain(ctx: CommandContext) -> str:
         if notify is not None:
             await notify(outcome.message, outcome.plot)
 
-    if not ctx.learning.start(RunTrigger.ADMIN, asker, force=argument == "force", on_done=report):
+    if not ctx.learning.start(RunTrigger.ADMIN, asker, force=argument in ("force", "full"),
+                              full=argument == "full", on_done=report):
         return "Retraining is already running. /retrain status shows its progress."
     return ("Retraining started on this bot's conversations. The new model goes live only if it is no "
             "worse than the current one; I will post the result here (/retrain status meanwhile).")
@@ -152,7 +153,7 @@ COMMANDS: dict[str, Command] = {command.name: command for command in [
         "Thanks: I will keep and learn from what you write again."))),
     Command("stats", "message counts (admins)", _stats, admin_only=True),
     Command("chatty", "how often I join in unasked, 0–100 (admins)", _chatty, admin_only=True),
-    Command("retrain", "retrain me on the conversations; 'status' for progress (admins)", _retrain,
+    Command("retrain", "retrain me on the conversations; 'status', 'force' or 'full' (admins)", _retrain,
             admin_only=True),
     Command("rollback", "go back to the previous model, or to a named version (admins)", _rollback,
             admin_only=True),

@@ -141,7 +141,8 @@ def retrain(args: argparse.Namespace, settings: Settings) -> int:
 
     store, learning = _learning(settings)
     try:
-        outcome = asyncio.run(learning.retrain(RunTrigger.CLI, f"cli:{getpass.getuser()}", force=args.force))
+        outcome = asyncio.run(learning.retrain(RunTrigger.CLI, f"cli:{getpass.getuser()}",
+                                               force=args.force or args.full, full=args.full))
     finally:
         store.close()
     print(outcome.message)

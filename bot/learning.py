@@ -21,6 +21,7 @@ import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -105,16 +106,18 @@ class LearningService:
         self.holder = f"{socket.gethostname()}:{os.getpid()}"
         self.on_promoted: list[Callable[[VersionRecord], None]] = []
         self._task: asyncio.Task[RetrainOutcome] | None = None
+        # The training process of the run in progress, if any.
+        self.child: BaseProcess | None = None
 
     def start(self, trigger: RunTrigger, requested_by: str | None = None, *, force: bool = False,
-              on_done: Callable[[RetrainOutcome], Awaitable[None]] | None = None) -> bool:
+              full: bool = False, on_done: Callable[[RetrainOutcome], Awaitable[None]] | None = None) -> bool:
         """Start a run in the background (for chat commands); False if this process already runs one.
         `on_done` receives the outcome, e.g. to tell whoever asked."""
         if self._task is not None and not self._task.done():
             return False
 
         async def run() -> RetrainOutcome:
-            outcome = await self.retrain(trigger, requested_by, force=force)
+            outcome = await self.retrain(trigger, requested_by, force=force, full=full)
             if on_done is not None:
                 try:
                     await on_done(outcome)
@@ -159,7 +162,7 @@ class LearningService:
         return await asyncio.to_thread(mark)
 
     async def retrain(self, trigger: RunTrigger, requested_by: str | None = None, *,
-                      force: bool = False) -> RetrainOutcome:
+                      force: bool = False, full: bool = False) -> RetrainOutcome:
         now = datetime.now(UTC)
         busy = await asyncio.to_thread(self._take_lease, now)
         if busy is not None:
@@ -168,7 +171,7 @@ class LearningService:
         try:
             active = await self.register_live_model()
             run_id = await asyncio.to_thread(self._add_run, trigger, requested_by)
-            outcome = await self._run(run_id, active, force)
+            outcome = await self._run(run_id, active, force, full)
             await asyncio.to_thread(self._record_result, run_id, outcome.message)
             return outcome
         except Exception as error:
@@ -179,7 +182,7 @@ class LearningService:
         finally:
             await asyncio.to_thread(self._release_lease)
 
-    async def _run(self, run_id: int, active: VersionRecord, force: bool) -> RetrainOutcome:
+    async def _run(self, run_id: int, active: VersionRecord, force: bool, full: bool) -> RetrainOutcome:
         with tempfile.TemporaryDirectory(prefix="retrain-") as scratch:
             snapshot = await asyncio.to_thread(self._snapshot, Path(scratch))
             new_pairs = snapshot["pairs"] - active.data_pairs
@@ -192,7 +195,7 @@ class LearningService:
             out = self.options.models_root / name
             job = RetrainJob(base=Path(active.folder), train_tsv=Path(scratch) / "train.tsv",
                              valid_tsv=Path(scratch) / "valid.tsv", out=out,
-                             max_seconds=self.options.train_seconds, threads=self.options.threads)
+                             max_seconds=self.options.train_seconds, threads=self.options.threads, full=full)
             figures = await self._train_in_child(run_id, job)
         promoted, why = self._gate(figures)
         status = VersionStatus.ACTIVE if promoted else VersionStatus.REJECTED
@@ -289,6 +292,7 @@ class LearningService:
         messages: multiprocessing.Queue[Any] = context.Queue()
         child = context.Process(target=run_job, args=(job, messages), name="retrain", daemon=True)
         child.start()
+        self.child = child
         try:
             while True:
                 kind, detail = await asyncio.to_thread(self._next_message, messages, child)
@@ -302,6 +306,7 @@ class LearningService:
             await asyncio.to_thread(child.join, 10)
             if child.is_alive():
                 child.kill()
+            self.child = None
 
     def _next_message(self, messages: multiprocessing.Queue[Any], child: Any) -> tuple[str, Any]:
         while True:

@@ -28,6 +28,8 @@ class RetrainJob:
     max_seconds: float
     threads: int
     seed: int = 0
+    # A rebuild from scratch with a new tokenizer, instead of fine-tuning the active model.
+    full: bool = False
 
 
 def run_job(job: RetrainJob, messages: multiprocessing.Queue[Any]) -> None:
@@ -45,7 +47,7 @@ def _train_and_score(job: RetrainJob, messages: multiprocessing.Queue[Any]) -> d
     from core_model.corpora import load_pairs
     from core_model.decoding import generate
     from core_model.metrics import repeats_an_ngram
-    from core_model.pipeline import bits_per_char, fine_tune
+    from core_model.pipeline import bits_per_char, fine_tune, fit
     from core_model.presets import PRESETS
     from core_model.training import Callbacks, EvalStats, StepStats
 
@@ -64,11 +66,14 @@ def _train_and_score(job: RetrainJob, messages: multiprocessing.Queue[Any]) -> d
     def on_eval(stats: EvalStats) -> None:
         validations.append((stats.step, stats.bits_per_char))
 
-    _, train_config = PRESETS["default"]
+    model_config, train_config = PRESETS["default"]
     train_config = replace(train_config, max_seconds=job.max_seconds, threads=job.threads, seed=job.seed,
                            max_epochs=1000, patience=1000)
-    fitted = fine_tune(job.base, train_pairs, valid_pairs, train_config, job.out,
-                       Callbacks(on_step=on_step, on_eval=on_eval))
+    callbacks = Callbacks(on_step=on_step, on_eval=on_eval)
+    if job.full:
+        fitted = fit(train_pairs, valid_pairs, model_config, train_config, job.out, callbacks)
+    else:
+        fitted = fine_tune(job.base, train_pairs, valid_pairs, train_config, job.out, callbacks)
     plot = plot_curves(losses, validations, job.out / PLOT, title=f"Retraining {job.out.name}")
     candidate = checkpoint.load(job.out)
     sources = [source_ids(candidate.tokenizer, prompt, "", candidate.model.config.max_source_tokens)

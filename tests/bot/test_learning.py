@@ -238,3 +238,49 @@ def test_prune_keeps_the_newest_old_versions_and_never_the_active_or_its_parent(
     assert not (root / "v0001").exists() and (root / "v0003").exists() and (root / "v0006").exists()
     with database.reads.begin() as session:
         assert [version.name for version in list_versions(session)] == ["v0003", "v0004", "v0005", "v0006"]
+
+
+async def test_full_rebuild_trains_a_new_tokenizer(database: Database, engine: InferenceEngine,
+                                                   tmp_path: Path) -> None:
+    from core_model import checkpoint
+
+    outcome = await learning(database, engine, tmp_path).retrain(RunTrigger.ADMIN, full=True)
+    assert outcome.status == "promoted", outcome.message
+    rebuilt = checkpoint.load(tmp_path / "models" / "v0002")
+    assert rebuilt.model.config.hidden_size != checkpoint.load(tmp_path / "models" / "base").model.config.hidden_size
+
+
+async def test_a_killed_child_fails_the_run_and_leaves_the_active_model(
+        database: Database, engine: InferenceEngine, tmp_path: Path) -> None:
+    import asyncio
+
+    before = engine.model_path
+    service = learning(database, engine, tmp_path, train_seconds=60)
+    run = asyncio.create_task(service.retrain(RunTrigger.CLI))
+    for _ in range(600):  # until training has started (a first progress report)
+        with database.reads.begin() as session:
+            latest = latest_run(session)
+        if latest is not None and latest.progress.get("step"):
+            break
+        await asyncio.sleep(0.05)
+    assert service.child is not None
+    service.child.kill()
+    outcome = await run
+    assert outcome.status == "failed" and "ended unexpectedly" in outcome.message
+    assert engine.model_path == before
+    with database.sessions.begin() as session:
+        versions = [version.name for version in list_versions(session)]
+        assert versions == ["v0001"]  # nothing half-written was registered
+        assert take_lease(session, name=LEASE, holder="next", ttl=timedelta(minutes=1), now=datetime.now(UTC))
+
+
+async def test_a_failed_write_registers_nothing(database: Database, engine: InferenceEngine,
+                                                tmp_path: Path) -> None:
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the model folders should go")
+    outcome = await learning(database, engine, tmp_path, models_root=blocked).retrain(RunTrigger.CLI)
+    assert outcome.status == "failed"
+    with database.reads.begin() as session:
+        assert [version.name for version in list_versions(session)] == ["v0001"]
+        run = latest_run(session)
+    assert run is not None and run.status == RunStatus.FAILED
