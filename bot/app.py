@@ -15,7 +15,13 @@ from apscheduler.triggers.cron import CronTrigger
 from bot.adapters.console import CONSOLE, chat, console_user
 from bot.database import Database, apply_retention, mining_rules, open_database
 from bot.default_model import ensure_default_model
-from bot.learning import LearningOptions, LearningService, SwappableEngine, schedule_retraining
+from bot.learning import (
+    LearningOptions,
+    LearningService,
+    RetrainOutcome,
+    SwappableEngine,
+    schedule_retraining,
+)
 from bot.metrics import BotMetrics, OpsServer
 from bot.model_choice import serving_model
 from bot.permissions import Permissions
@@ -80,6 +86,15 @@ async def follow_registry(database: Database, engine: SwappableEngine, every_sec
                 await engine.swap(version.folder)
         except Exception:
             log.exception("registry: could not follow the active version")
+
+
+async def tell_admins(settings: Settings, service: ChatService, outcome: RetrainOutcome) -> None:
+    """A scheduled run's result goes to every global admin, in a private chat."""
+    metrics = service.metrics
+    metrics.last_retrain.info({"status": outcome.status, "version": outcome.version or ""})
+    for platform in ("telegram", "discord"):
+        for admin in settings.admin_ids(platform):
+            await service.notify(platform, admin, outcome.message, outcome.plot, private=True)
 
 
 def _active(database: Database) -> VersionRecord | None:
@@ -153,7 +168,8 @@ async def run_app(settings: Settings) -> int:
         log.warning("marked %d interrupted retraining run(s) as failed", interrupted)
     scheduler = AsyncIOScheduler()
     if settings.retrain_cron:
-        schedule_retraining(scheduler, learning, CronTrigger.from_crontab(settings.retrain_cron))
+        schedule_retraining(scheduler, learning, CronTrigger.from_crontab(settings.retrain_cron),
+                            report=lambda outcome: tell_admins(settings, service, outcome))
     adapters = build_adapters(settings, service)
     if settings.ops_port:
         adapters.insert(0, OpsServer(metrics, lambda: {"model": str(engine.model_path),

@@ -48,8 +48,9 @@ class ReplyEngine(Protocol):
     def metrics(self) -> dict[str, object]: ...
 
 
-# Sends a message the bot was not asked for right then (e.g. a retraining's result) to a chat.
-Notifier = Callable[[str, str, Path | None], Awaitable[None]]  # (chat id, text, image)
+# Sends a message the bot was not asked for right then (e.g. a retraining's result) to a chat, or
+# with private=True to a person's private chat with the bot (the id is then a user id).
+Notifier = Callable[[str, str, Path | None, bool], Awaitable[None]]  # (chat id, text, image, private)
 
 
 class ChatService:
@@ -104,12 +105,13 @@ class ChatService:
         """Adapters register how to post to one of their chats unprompted."""
         self._notifiers[platform] = notifier
 
-    async def notify(self, platform: str, chat_id: str, text: str, image: Path | None = None) -> None:
+    async def notify(self, platform: str, chat_id: str, text: str, image: Path | None = None, *,
+                     private: bool = False) -> None:
         notifier = self._notifiers.get(platform)
         if notifier is None:
-            log.warning("no way to notify %s chat %s: %s", platform, chat_id, text)
+            log.info("no %s adapter running to tell %s: %s", platform, chat_id, text)
             return
-        await notifier(chat_id, text, image)
+        await notifier(chat_id, text, image, private)
 
     def send_failed(self, platform: str) -> None:
         """The platform refused a reply for good (after the client's own retries)."""

@@ -23,7 +23,7 @@ async def chat(service: ChatService, *, prompt: str = PROMPT) -> None:
     user = console_user()
     interactive = sys.stdin.isatty()
 
-    async def notify(chat_id: str, text: str, image: Path | None) -> None:
+    async def notify(chat_id: str, text: str, image: Path | None, private: bool) -> None:
         print(f"bot> {text}" if interactive else text, flush=True)
         if image is not None:
             print(f"(plot: {image})", flush=True)

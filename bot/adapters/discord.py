@@ -84,10 +84,15 @@ class DiscordBot(commands.Bot):
         except discord.HTTPException as error:
             log.warning("discord: typing indicator failed: %s", error)
 
-    async def _notify(self, chat_id: str, text: str, image: Path | None) -> None:
-        """Post to a channel unprompted: the text, with the image attached (a retraining's curves)."""
+    async def _notify(self, chat_id: str, text: str, image: Path | None, private: bool) -> None:
+        """Post to a channel (or, if private, a user's DMs) unprompted: the text, with the image
+        attached (a retraining's curves)."""
         try:
-            channel = self.get_channel(int(chat_id)) or await self.fetch_channel(int(chat_id))
+            channel: Any
+            if private:
+                channel = self.get_user(int(chat_id)) or await self.fetch_user(int(chat_id))
+            else:
+                channel = self.get_channel(int(chat_id)) or await self.fetch_channel(int(chat_id))
             if not isinstance(channel, discord.abc.Messageable):
                 return
             *first, last = split_text(text, MESSAGE_LIMIT)

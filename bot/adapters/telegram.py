@@ -116,8 +116,9 @@ class TelegramAdapter:
             log.exception("telegram: sending a reply in chat %s failed", message.chat_id)
             self.service.send_failed(PLATFORM)
 
-    async def _notify(self, chat_id: str, text: str, image: Path | None) -> None:
-        """Post to a chat unprompted: the text, then the image (e.g. a retraining's curves)."""
+    async def _notify(self, chat_id: str, text: str, image: Path | None, private: bool) -> None:
+        """Post to a chat unprompted: the text, then the image (e.g. a retraining's curves). A private
+        chat's id is the person's user id, so `private` needs nothing more here."""
         try:
             for piece in split_text(text, MessageLimit.MAX_TEXT_LENGTH):
                 await self.app.bot.send_message(int(chat_id), piece)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot.database import Database, open_database
-from bot.learning import LEASE, LearningOptions, LearningService
+from bot.learning import LEASE, LearningOptions, LearningService, RetrainOutcome
 from core_model.config import DecodeConfig
 from core_model.engine import InferenceEngine
 from storage.lease import take_lease
@@ -126,7 +126,7 @@ async def test_admin_commands_drive_retrain_status_and_rollback(database: Databa
     base = engine.model_path
     notified: list[tuple[str, str, Path | None]] = []
 
-    async def notifier(chat_id: str, text: str, image: Path | None) -> None:
+    async def notifier(chat_id: str, text: str, image: Path | None, private: bool) -> None:
         notified.append((chat_id, text, image))
 
     service.set_notifier("telegram", notifier)
@@ -205,7 +205,12 @@ async def test_a_scheduled_run_fires(database: Database, engine: InferenceEngine
 
     scheduler = AsyncIOScheduler()
     fire_at = datetime.now(UTC) + timedelta(seconds=0.3)
-    schedule_retraining(scheduler, learning(database, engine, tmp_path), DateTrigger(run_date=fire_at))
+    reported: list[str] = []
+
+    async def report(outcome: RetrainOutcome) -> None:
+        reported.append(outcome.message)
+
+    schedule_retraining(scheduler, learning(database, engine, tmp_path), DateTrigger(run_date=fire_at), report)
     scheduler.start()
     try:
         for _ in range(300):  # until the first scheduled run has finished, at most 30 s
@@ -217,6 +222,11 @@ async def test_a_scheduled_run_fires(database: Database, engine: InferenceEngine
     finally:
         scheduler.shutdown(wait=False)
     assert run is not None and run.trigger == RunTrigger.SCHEDULE and run.status == RunStatus.SUCCEEDED
+    for _ in range(50):
+        if reported:
+            break
+        await asyncio.sleep(0.1)
+    assert reported and reported[0].startswith("Promoted v0002")  # the admins are told
 
 
 def test_prune_keeps_the_newest_old_versions_and_never_the_active_or_its_parent(
@@ -284,3 +294,25 @@ async def test_a_failed_write_registers_nothing(database: Database, engine: Infe
         assert [version.name for version in list_versions(session)] == ["v0001"]
         run = latest_run(session)
     assert run is not None and run.status == RunStatus.FAILED
+
+
+def test_forgotten_and_opted_out_people_are_not_in_the_next_snapshot(database: Database, engine: InferenceEngine,
+                                                                      tmp_path: Path) -> None:
+    from storage.people import forget_person, set_opted_out
+
+    lines = [("asker", "any plans for the weekend?"), ("leaver", "my secret weekend plan"),
+             ("asker", "which movie should we watch?"), ("shy", "my shy movie answer"),
+             ("asker", "what about dinner?"), ("friend", "kimchi stew, as always")]
+    with database.sessions.begin() as session:
+        for number, (author, text) in enumerate(lines):
+            log_incoming(session, platform="telegram", chat_id="privacy", chat_kind=ChatKind.GROUP,
+                         chat_title=None, author_id=author, author_name=None, message_id=f"p{number}", text=text,
+                         created_at=T0 + timedelta(days=30, seconds=number * 30))
+        forget_person(session, platform="telegram", external_id="leaver", now=datetime.now(UTC))
+        set_opted_out(session, platform="telegram", external_id="shy", opted_out=True)
+    folder = tmp_path / "snapshot"
+    folder.mkdir()
+    learning(database, engine, tmp_path)._snapshot(folder)
+    snapshot = "".join((folder / name).read_text(encoding="utf-8") for name in ("train.tsv", "valid.tsv"))
+    assert "secret" not in snapshot and "shy movie" not in snapshot
+    assert "kimchi stew, as always" in snapshot  # everyone else's words are still learnt from
