@@ -18,11 +18,11 @@ from core_model import checkpoint
 from core_model.batching import encode_pairs, make_batches, source_ids
 from core_model.config import DecodeConfig
 from core_model.corpora import Pair, bundled_corpus, load_pairs
-from core_model.decoding import generate
 from core_model.engine import InferenceEngine
 from core_model.flops import matmul_peak_gflops, training_flops
 from core_model.model import Seq2Seq
 from core_model.numerics import keep_freed_memory, use_bf16
+from core_model.replies import reply_texts
 from core_model.tokenizer import Tokenizer
 from core_model.training import make_optimizer, train_step
 
@@ -93,7 +93,7 @@ def bench_infer(model_dir: Path, decode: DecodeConfig, concurrency: int, prompts
         times = []
         for source in (sources * 2)[:n]:
             began = time.perf_counter()
-            generate(model, [source], config)
+            reply_texts(model, tokenizer, [source], config)
             times.append((time.perf_counter() - began) * 1000)
         return statistics.median(times)
 

@@ -24,6 +24,8 @@ def _add_decode_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--strategy", choices=["greedy", "beam", "sample"])
     group.add_argument("--beam", type=int, dest="beam_width", metavar="WIDTH")
     group.add_argument("--length-penalty", type=float)
+    group.add_argument("--rerank", choices=["none", "consensus"],
+                       help="beam search's choice among its n-best: the most probable, or by consensus")
     group.add_argument("--min-length", type=int)
     group.add_argument("--max-length", type=int)
     group.add_argument("--no-repeat-ngram", type=int, metavar="N")
@@ -40,7 +42,7 @@ def _given(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, object
 
 def decode_config(args: argparse.Namespace, settings: Settings) -> DecodeConfig:
     names = ("strategy", "beam_width", "length_penalty", "min_length", "max_length", "no_repeat_ngram",
-             "block_prompt_ngram", "temperature", "top_k", "top_p", "seed")
+             "block_prompt_ngram", "rerank", "temperature", "top_k", "top_p", "seed")
     return replace(settings.decode_config(), **_given(args, names))  # type: ignore[arg-type]
 
 def add_train_options(parser: argparse.ArgumentParser) -> None:

@@ -45,10 +45,10 @@ def _train_and_score(job: RetrainJob, messages: multiprocessing.Queue[Any]) -> d
     from core_model.batching import source_ids
     from core_model.config import DecodeConfig
     from core_model.corpora import load_pairs
-    from core_model.decoding import generate
     from core_model.metrics import repeats_an_ngram
     from core_model.pipeline import bits_per_char, fine_tune, fit
     from core_model.presets import PRESETS
+    from core_model.replies import reply_texts
     from core_model.training import Callbacks, EvalStats, StepStats
 
     train_pairs, valid_pairs = load_pairs([job.train_tsv]), load_pairs([job.valid_tsv])
@@ -78,8 +78,7 @@ def _train_and_score(job: RetrainJob, messages: multiprocessing.Queue[Any]) -> d
     candidate = checkpoint.load(job.out)
     sources = [source_ids(candidate.tokenizer, prompt, "", candidate.model.config.max_source_tokens)
                for prompt in CANARIES]
-    replies = [candidate.tokenizer.decode(ids) for ids in generate(candidate.model, sources,
-                                                                    DecodeConfig(strategy="greedy"))]
+    replies = reply_texts(candidate.model, candidate.tokenizer, sources, DecodeConfig(strategy="greedy"))
     return {
         "candidate_bits_per_char": bits_per_char(job.out, valid_pairs),
         "active_bits_per_char": bits_per_char(job.base, valid_pairs),

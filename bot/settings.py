@@ -70,6 +70,7 @@ class Settings(BaseSettings):
     decode_strategy: Literal["greedy", "beam", "sample"] = "beam"
     beam_width: int = Field(5, ge=1, le=32)
     length_penalty: float = Field(1.0, ge=0)
+    rerank: Literal["none", "consensus"] = "consensus"
     no_repeat_ngram: int = Field(3, ge=0)
     max_reply_tokens: int = Field(40, ge=1, le=512)
     temperature: float = Field(0.8, gt=0)
@@ -101,6 +102,7 @@ class Settings(BaseSettings):
             strategy=self.decode_strategy,
             beam_width=self.beam_width,
             length_penalty=self.length_penalty,
+            rerank=self.rerank,
             no_repeat_ngram=self.no_repeat_ngram,
             max_length=self.max_reply_tokens,
             temperature=self.temperature,

@@ -8,6 +8,7 @@ from typing import Any, Literal
 Cell = Literal["gru", "lstm"]
 AttentionScore = Literal["general", "dot", "additive"]
 Strategy = Literal["greedy", "beam", "sample"]
+Rerank = Literal["none", "consensus"]
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class DecodeConfig:
     max_length: int = 40
     no_repeat_ngram: int = 3  # 0 disables blocking of repeated n-grams within a reply
     block_prompt_ngram: int = 0  # n-grams of the prompt the reply may not copy; 0 disables
+    rerank: Rerank = "consensus"  # beam search's choice among its n-best: see core_model/reranking.py
     temperature: float = 1.0
     top_k: int = 0
     top_p: float = 1.0

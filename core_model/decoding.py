@@ -17,28 +17,46 @@ from core_model.model import Memory, Seq2Seq, State, _map_state
 from core_model.tokenizer import EOS_ID, GO_ID, PAD_ID, SPECIAL_TOKENS
 
 NEG_INF = float("-inf")
+Scored = tuple[float, list[int]]  # (length-normalised log-probability, reply ids)
 _NEVER = [i for i in range(len(SPECIAL_TOKENS)) if i != EOS_ID]  # <pad> <go> <unk> <sep>
 
 
 @torch.inference_mode()
 def generate(model: Seq2Seq, sources: Sequence[Sequence[int]], config: DecodeConfig) -> list[list[int]]:
     """One reply per source, as ids without <go> or <eos>."""
+    if config.strategy == "beam" and config.beam_width > 1:
+        return [hypotheses[0][1] if hypotheses else [] for hypotheses in candidates(model, sources, config)]
     replies: list[list[int]] = [[] for _ in sources]
     live = [i for i, source in enumerate(sources) if source]
     if not live:
         return replies
-    limit = model.config.max_source_tokens
-    src = _pad([list(sources[i])[-limit:] for i in live])  # [B, S]
-    lengths = (src != PAD_ID).sum(dim=1)  # [B]
-    memory, state = model.encode(src, lengths)
-    max_length = min(config.max_length, model.config.max_target_tokens)
-    if config.strategy == "beam" and config.beam_width > 1:
-        outputs = _beam(model, memory, state, src, config, max_length)
-    else:
-        outputs = _step_by_step(model, memory, state, src, config, max_length)
+    src, memory, state, max_length = _start(model, [sources[i] for i in live], config)
+    outputs = _step_by_step(model, memory, state, src, config, max_length)
     for index, output in zip(live, outputs, strict=True):
         replies[index] = output
     return replies
+
+
+@torch.inference_mode()
+def candidates(model: Seq2Seq, sources: Sequence[Sequence[int]], config: DecodeConfig) -> list[list[Scored]]:
+    """Beam search's n-best list for each source, best first (empty for an empty source)."""
+    found: list[list[Scored]] = [[] for _ in sources]
+    live = [i for i, source in enumerate(sources) if source]
+    if not live:
+        return found
+    src, memory, state, max_length = _start(model, [sources[i] for i in live], config)
+    for index, hypotheses in zip(live, _beam(model, memory, state, src, config, max_length), strict=True):
+        found[index] = hypotheses
+    return found
+
+
+def _start(model: Seq2Seq, sources: Sequence[Sequence[int]], config: DecodeConfig) -> tuple[Tensor, Memory, State, int]:
+    """Encode non-empty sources once: padded source ids, attention memory, decoder state, length cap."""
+    limit = model.config.max_source_tokens
+    src = _pad([list(source)[-limit:] for source in sources])  # [B, S]
+    lengths = (src != PAD_ID).sum(dim=1)  # [B]
+    memory, state = model.encode(src, lengths)
+    return src, memory, state, min(config.max_length, model.config.max_target_tokens)
 
 
 def _pad(rows: Sequence[Sequence[int]]) -> Tensor:
@@ -126,7 +144,8 @@ def _length_penalty(length: int, alpha: float) -> float:
 
 def _beam(
     model: Seq2Seq, memory: Memory, state: State, src: Tensor, config: DecodeConfig, max_length: int
-) -> list[list[int]]:
+) -> list[list[Scored]]:
+    """Each prompt's finished hypotheses, best (length-normalised log-probability) first."""
     B, K = src.size(0), config.beam_width
     expand = torch.arange(B).repeat_interleave(K)  # [B*K]: row r follows prompt r // K
     memory = memory.select(expand)
@@ -177,4 +196,4 @@ def _beam(
         for b in range(B):
             if not done[b]:
                 hypotheses[b] += [(float(s) / penalty, history[b * K + k]) for k, s in enumerate(scores[b]) if s > NEG_INF]
-    return [_strip(max(h, key=lambda item: item[0])[1]) if h else [] for h in hypotheses]
+    return [sorted(((score, _strip(ids)) for score, ids in h), key=lambda item: -item[0]) for h in hypotheses]

@@ -24,7 +24,7 @@ from core_model import checkpoint
 from core_model.batching import source_ids
 from core_model.checkpoint import LoadedModel
 from core_model.config import DecodeConfig
-from core_model.decoding import generate
+from core_model.replies import reply_texts
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ class InferenceEngine:
             try:
                 limit = live.model.config.max_source_tokens
                 sources = [source_ids(live.tokenizer, r.prompt, r.context, limit) for r in group]
-                replies = [live.tokenizer.decode(ids) for ids in generate(live.model, sources, decode)]
+                replies = reply_texts(live.model, live.tokenizer, sources, decode)
             except Exception as error:  # a decoding bug must fail these requests, not the worker
                 log.exception("decoding failed for a batch of %d", len(group))
                 for request in group:

@@ -11,9 +11,9 @@ from core_model import checkpoint
 from core_model.batching import encode_pairs, make_batches, source_ids
 from core_model.config import DecodeConfig
 from core_model.corpora import load_pairs
-from core_model.decoding import generate
 from core_model.metrics import reply_quality
 from core_model.numerics import use_bf16
+from core_model.replies import reply_texts
 from core_model.training import evaluate
 
 BATCH = 64
@@ -30,12 +30,11 @@ def evaluate_model(model_dir: Path, data: Path, decode: DecodeConfig, limit: int
     sources = [source_ids(tokenizer, p.prompt, p.context, limit_tokens) for p in pairs]
     replies: list[str] = []
     for start in range(0, len(sources), BATCH):
-        ids = generate(model, sources[start : start + BATCH], decode)
-        replies.extend(tokenizer.decode(r) for r in ids)
+        replies.extend(reply_texts(model, tokenizer, sources[start : start + BATCH], decode))
     latencies = []
     for source in sources[:LATENCY_SAMPLE]:
         began = time.perf_counter()
-        generate(model, [source], decode)
+        reply_texts(model, tokenizer, [source], decode)
         latencies.append((time.perf_counter() - began) * 1000)
     _, bits_per_char = evaluate(model, make_batches(encode_pairs(pairs, tokenizer, model.config), BATCH,
                                                     shuffle=False), use_bf16(None))

@@ -166,7 +166,7 @@ def _serve(path: str, max_batch: int, max_wait: float, threads: int | None,
 
     from core_model import checkpoint
     from core_model.batching import source_ids
-    from core_model.decoding import generate
+    from core_model.replies import reply_texts
 
     torch.set_num_threads(threads or 1)
     try:
@@ -202,7 +202,7 @@ def _serve(path: str, max_batch: int, max_wait: float, threads: int | None,
                 try:
                     limit = live.model.config.max_source_tokens
                     sources = [source_ids(live.tokenizer, item[2], item[3], limit) for item in group]
-                    texts = [live.tokenizer.decode(ids) for ids in generate(live.model, sources, decode)]
+                    texts = reply_texts(live.model, live.tokenizer, sources, decode)
                     answers.extend((item[1], text, None) for item, text in zip(group, texts, strict=True))
                 except Exception as error:  # fail these requests, not the process
                     log.exception("decoding failed for a batch of %d", len(group))
