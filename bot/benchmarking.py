@@ -14,7 +14,6 @@ from typing import Any
 import torch
 
 from bot.cli import train_configs
-from core_model import checkpoint
 from core_model.batching import encode_pairs, make_batches, source_ids
 from core_model.config import DecodeConfig
 from core_model.corpora import Pair, bundled_corpus, load_pairs
@@ -23,6 +22,7 @@ from core_model.flops import matmul_peak_gflops, training_flops
 from core_model.model import Seq2Seq
 from core_model.numerics import keep_freed_memory, use_bf16
 from core_model.replies import reply_texts
+from core_model.serving import load_for_serving
 from core_model.tokenizer import Tokenizer
 from core_model.training import make_optimizer, train_step
 
@@ -84,7 +84,7 @@ def _prompts(path: Path | None) -> list[Pair]:
 def bench_infer(model_dir: Path, decode: DecodeConfig, concurrency: int, prompts_file: Path | None) -> dict[str, Any]:
     """Single-thread latency of greedy and beam-5 decoding; engine throughput alone and concurrent."""
     torch.set_num_threads(1)
-    loaded = checkpoint.load(model_dir)
+    loaded = load_for_serving(model_dir)  # what the bot decodes with
     model, tokenizer = loaded.model, loaded.tokenizer
     pairs = _prompts(prompts_file)
     sources = [source_ids(tokenizer, p.prompt, p.context, model.config.max_source_tokens) for p in pairs]

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import torch
 
-from core_model import checkpoint
 from core_model.batching import source_ids
 from core_model.checkpoint import LoadedModel
 from core_model.config import DecodeConfig
 from core_model.replies import reply_texts
+from core_model.serving import keep_collector_off_live_objects, load_for_serving
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +63,11 @@ class InferenceEngine:
         self.batch_observers: list[Callable[[int], None]] = []
         self._queue: queue.Queue[_Request | object] = queue.Queue()
         self._worker: threading.Thread | None = None
+        keep_collector_off_live_objects()
 
     @classmethod
     def from_dir(cls, path: Path | str, decode: DecodeConfig | None = None, **options: object) -> InferenceEngine:
-        return cls(checkpoint.load(path), decode, **options)  # type: ignore[arg-type]
+        return cls(load_for_serving(path), decode, **options)  # type: ignore[arg-type]
 
     @property
     def model_path(self) -> Path:
@@ -94,8 +95,9 @@ class InferenceEngine:
 
     async def swap(self, path: Path | str) -> None:
         """Load the model folder off the loop, then make it live for every later batch."""
-        loaded = await asyncio.to_thread(checkpoint.load, path)
+        loaded = await asyncio.to_thread(load_for_serving, path)
         self._live = loaded  # one reference assignment: the worker reads it once per batch
+        keep_collector_off_live_objects()
         self.stats.swaps += 1
         log.info("model swapped to %s", loaded.path)
 

@@ -14,6 +14,7 @@ from core_model.corpora import load_pairs
 from core_model.metrics import reply_quality
 from core_model.numerics import use_bf16
 from core_model.replies import reply_texts
+from core_model.serving import packed_for_serving
 from core_model.training import evaluate
 
 BATCH = 64
@@ -23,6 +24,7 @@ LATENCY_SAMPLE = 50
 def evaluate_model(model_dir: Path, data: Path, decode: DecodeConfig, limit: int | None = None) -> dict[str, Any]:
     loaded = checkpoint.load(model_dir)
     model, tokenizer = loaded.model, loaded.tokenizer
+    serving = packed_for_serving(model)  # replies and latency as the bot produces them
     pairs = load_pairs([data])[:limit]
     if not pairs:
         raise ValueError(f"{data}: no pairs to evaluate")
@@ -30,11 +32,11 @@ def evaluate_model(model_dir: Path, data: Path, decode: DecodeConfig, limit: int
     sources = [source_ids(tokenizer, p.prompt, p.context, limit_tokens) for p in pairs]
     replies: list[str] = []
     for start in range(0, len(sources), BATCH):
-        replies.extend(reply_texts(model, tokenizer, sources[start : start + BATCH], decode))
+        replies.extend(reply_texts(serving, tokenizer, sources[start : start + BATCH], decode))
     latencies = []
     for source in sources[:LATENCY_SAMPLE]:
         began = time.perf_counter()
-        reply_texts(model, tokenizer, [source], decode)
+        reply_texts(serving, tokenizer, [source], decode)
         latencies.append((time.perf_counter() - began) * 1000)
     _, bits_per_char = evaluate(model, make_batches(encode_pairs(pairs, tokenizer, model.config), BATCH,
                                                     shuffle=False), use_bf16(None))

@@ -93,6 +93,8 @@ class Seq2Seq(nn.Module):
         self.combine = nn.Linear(2 * H, H)  # Luong's attentional hidden state tanh(W[c; h])
         self.to_embedding = nn.Linear(H, E)  # logits = to_embedding(h~) @ embedding^T (tied)
         self.output_bias = nn.Parameter(torch.zeros(config.vocab_size))
+        # Serving may replace the tied projection by a packed copy of it (see core_model/serving.py).
+        self.output: nn.Module | None = None
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -108,9 +110,12 @@ class Seq2Seq(nn.Module):
         """src [B, S] padded ids, src_lengths [B] (all >= 1) -> attention memory, decoder start state."""
         B, S = src.shape
         x = self.dropout(self.embedding(src))  # [B, S, E]
-        packed = pack_padded_sequence(x, src_lengths.cpu(), batch_first=True, enforce_sorted=False)
-        packed_out, final = self.encoder(packed)
-        values, _ = pad_packed_sequence(packed_out, batch_first=True, total_length=S)  # [B, S, H]
+        if bool((src_lengths == S).all()):  # no padding (always so for one prompt): the faster dense path
+            values, final = self.encoder(x)  # [B, S, H]
+        else:
+            packed = pack_padded_sequence(x, src_lengths.cpu(), batch_first=True, enforce_sorted=False)
+            packed_out, final = self.encoder(packed)
+            values, _ = pad_packed_sequence(packed_out, batch_first=True, total_length=S)  # [B, S, H]
         L = self.config.num_layers
 
         def bridge(s: Tensor) -> Tensor:  # [2L, B, H/2] -> [L, B, H]: both directions side by side
@@ -131,7 +136,10 @@ class Seq2Seq(nn.Module):
 
     def logits(self, features: Tensor) -> Tensor:
         """features [..., H] -> logits [..., V] through the tied embedding matrix."""
-        return F.linear(self.to_embedding(features), self.embedding.weight, self.output_bias)
+        projected = self.to_embedding(features)
+        if self.output is not None:
+            return self.output(projected)
+        return F.linear(projected, self.embedding.weight, self.output_bias)
 
     def forward(
         self,

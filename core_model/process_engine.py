@@ -164,16 +164,17 @@ def _serve(path: str, max_batch: int, max_wait: float, threads: int | None,
 
     import torch
 
-    from core_model import checkpoint
     from core_model.batching import source_ids
     from core_model.replies import reply_texts
+    from core_model.serving import keep_collector_off_live_objects, load_for_serving
 
     torch.set_num_threads(threads or 1)
     try:
-        live = checkpoint.load(path)
+        live = load_for_serving(path)
     except CheckpointError as error:
         results.put(("failed", str(error)))
         return
+    keep_collector_off_live_objects()
     results.put(("ready", path, live.metrics))
     control: tuple[Any, ...] | None = None
     while True:
@@ -215,7 +216,8 @@ def _serve(path: str, max_batch: int, max_wait: float, threads: int | None,
             return
         if control[0] == "swap":
             try:
-                live = checkpoint.load(control[1])
+                live = load_for_serving(control[1])
+                keep_collector_off_live_objects()
                 results.put(("swapped", control[1], live.metrics))
             except CheckpointError as error:
                 results.put(("swap_failed", control[1], str(error)))

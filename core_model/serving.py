@@ -1,0 +1,54 @@
+"""A model prepared for decoding only: its matrices packed in half precision for the CPU kernels.
+
+Decoding one reply multiplies small activations by large weight matrices (the output projection
+over the whole vocabulary above all), so its speed is the speed of reading the weights from
+memory. fbgemm's fp16 kernels read half as many bytes and compute in fp32, and each row of a batch
+is computed independently of the others: a reply does not depend on what it was batched with.
+(int8 dynamic quantization is faster still but scales activations per batch, which does.)
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from core_model import checkpoint
+from core_model.checkpoint import LoadedModel
+from core_model.model import Seq2Seq
+
+
+def packed_for_serving(model: Seq2Seq) -> Seq2Seq:
+    """A copy of model in eval mode with its linear layers and RNNs packed as fp16 weights."""
+    if "fbgemm" not in torch.backends.quantized.supported_engines:
+        return copy.deepcopy(model).eval()  # no packed kernels on this CPU: serve in fp32
+    serving = copy.deepcopy(model).eval()
+    output = nn.Linear(model.config.embedding_dim, model.config.vocab_size)
+    output.weight = nn.Parameter(serving.embedding.weight.detach().clone(), requires_grad=False)
+    output.bias = nn.Parameter(serving.output_bias.detach().clone(), requires_grad=False)
+    serving.output = output
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the eager-mode API's notice that torchao is its successor
+        packed = torch.ao.quantization.quantize_dynamic(serving, {nn.Linear, nn.GRU, nn.LSTM}, dtype=torch.float16)
+    return packed
+
+
+def load_for_serving(path: Path | str) -> LoadedModel:
+    """A model folder loaded (errors name the bad file) and packed for decoding."""
+    loaded = checkpoint.load(path)
+    return replace(loaded, model=packed_for_serving(loaded.model))
+
+
+def keep_collector_off_live_objects() -> None:
+    """Exempt every object alive now (a loaded model, its tokenizer, the imported libraries) from
+    Python's cyclic garbage collector. A full collection scans every tracked object while holding
+    the GIL: over a few hundred thousand of them it stalls every thread, the event loop included,
+    for 100 ms and more. These objects live as long as the process, so scanning them finds nothing.
+    (Objects frozen this way are still freed by reference counting when dropped, e.g. after a swap.)
+    """
+    gc.freeze()

@@ -1,0 +1,41 @@
+from pathlib import Path
+
+import torch
+
+from core_model.config import DecodeConfig
+from core_model.decoding import generate
+from core_model.model import Seq2Seq
+from core_model.serving import load_for_serving, packed_for_serving
+from core_model.tokenizer import Tokenizer
+from tests.conftest import PAIRS
+
+GREEDY = DecodeConfig(strategy="greedy", no_repeat_ngram=0)
+
+
+def _sources(tokenizer: Tokenizer) -> list[list[int]]:
+    return [tokenizer.encode(p.prompt) for p in PAIRS]
+
+
+def test_packed_model_gives_the_same_distributions(trained: Seq2Seq, tokenizer: Tokenizer) -> None:
+    packed = packed_for_serving(trained)
+    src = torch.tensor([tokenizer.encode(PAIRS[0].prompt)])
+    tgt = torch.tensor([[1] + tokenizer.encode(PAIRS[0].reply)])
+    with torch.inference_mode():
+        exact, _ = trained.eval()(src, torch.tensor([src.size(1)]), tgt)
+        served, _ = packed(src, torch.tensor([src.size(1)]), tgt)
+    assert torch.allclose(exact.softmax(-1), served.softmax(-1), atol=1e-2)
+    assert generate(packed, _sources(tokenizer), GREEDY) == generate(trained, _sources(tokenizer), GREEDY)
+
+
+def test_a_packed_reply_does_not_depend_on_its_batch(trained: Seq2Seq, tokenizer: Tokenizer) -> None:
+    packed = packed_for_serving(trained)
+    sources = _sources(tokenizer)
+    together = generate(packed, sources, GREEDY)
+    assert together == [generate(packed, [source], GREEDY)[0] for source in sources]
+
+
+def test_packing_leaves_the_trained_model_alone(trained: Seq2Seq, model_dir: Path) -> None:
+    before = {name: tensor.clone() for name, tensor in trained.state_dict().items()}
+    loaded = load_for_serving(model_dir)
+    assert loaded.model is not trained and trained.output is None
+    assert all(torch.equal(before[name], tensor) for name, tensor in trained.state_dict().items())
