@@ -23,7 +23,8 @@ def progress_callbacks() -> Callbacks:
 
     def on_eval(stats: EvalStats) -> None:
         mark = "best" if stats.improved else ""
+        replies = "" if stats.reply_chrf is None else f", replies chrF {stats.reply_chrf:.2f}"
         bar.write(f"epoch {stats.epoch}: valid loss {stats.valid_loss:.3f}, "
-                  f"{stats.bits_per_char:.3f} bits/char {mark}", file=sys.stderr)
+                  f"{stats.bits_per_char:.3f} bits/char{replies} {mark}", file=sys.stderr)
 
     return Callbacks(on_step=on_step, on_eval=on_eval)

@@ -67,8 +67,9 @@ def _train_and_score(job: RetrainJob, messages: multiprocessing.Queue[Any]) -> d
         validations.append((stats.step, stats.bits_per_char))
 
     model_config, train_config = PRESETS["default"]
-    train_config = replace(train_config, max_seconds=job.max_seconds, threads=job.threads, seed=job.seed,
-                           max_epochs=1000, patience=1000)
+    # the gate compares validation loss, so the kept epoch is the one with the lowest
+    train_config = replace(train_config, select_by="valid_loss", max_seconds=job.max_seconds, threads=job.threads,
+                           seed=job.seed, max_epochs=1000, patience=1000)
     callbacks = Callbacks(on_step=on_step, on_eval=on_eval)
     if job.full:
         fitted = fit(train_pairs, valid_pairs, model_config, train_config, job.out, callbacks)

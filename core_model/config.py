@@ -9,6 +9,7 @@ Cell = Literal["gru", "lstm"]
 AttentionScore = Literal["general", "dot", "additive"]
 Strategy = Literal["greedy", "beam", "sample"]
 Rerank = Literal["none", "consensus"]
+Selection = Literal["valid_loss", "reply_chrf"]
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,10 @@ class TrainConfig:
     max_epochs: int = 100
     max_steps: int | None = None
     max_seconds: float | None = None
-    patience: int = 3  # epochs without a better validation loss before stopping
+    patience: int = 3  # epochs without a better validation score before stopping
+    # Which epoch's weights are best: the lowest validation loss, or the highest chrF of greedy
+    # replies to validation prompts (reply quality can go on rising after the loss turns up).
+    select_by: Selection = "valid_loss"
     bf16: bool | None = None  # None: use bf16 autocast when the CPU has native bf16 support
     threads: int | None = None
     seed: int = 1234

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,10 +12,12 @@ from typing import Any
 import torch
 
 from core_model import checkpoint
-from core_model.batching import encode_pairs, make_batches
-from core_model.config import ModelConfig, TrainConfig
+from core_model.batching import encode_pairs, make_batches, source_ids
+from core_model.config import DecodeConfig, ModelConfig, TrainConfig
 from core_model.corpora import Pair
+from core_model.metrics import chrf
 from core_model.model import Seq2Seq
+from core_model.replies import reply_texts
 from core_model.tokenizer import Tokenizer
 from core_model.training import NO_CALLBACKS, Callbacks, TrainResult, TrainState, evaluate, train
 
@@ -81,6 +83,27 @@ def bits_per_char(model_dir: Path, pairs: Sequence[Pair], batch_size: int = 64) 
         return evaluate(loaded.model, make_batches(examples, batch_size, shuffle=False))[1]
 
 
+SCORED_PROMPTS = 500  # enough for a stable chrF, a second or so of greedy decoding per epoch
+
+
+def _reply_scorer(tokenizer: Tokenizer, valid_pairs: Sequence[Pair]) -> Callable[[Seq2Seq], float] | None:
+    """chrF of the model's greedy replies to (the first) validation prompts."""
+    pairs = [pair for pair in valid_pairs[:SCORED_PROMPTS] if pair.prompt.strip()]
+    if not pairs:
+        return None
+    greedy = DecodeConfig(strategy="greedy")
+    references = [pair.reply for pair in pairs]
+
+    def score(model: Seq2Seq) -> float:
+        sources = [source_ids(tokenizer, p.prompt, p.context, model.config.max_source_tokens) for p in pairs]
+        replies: list[str] = []
+        for start in range(0, len(sources), 64):
+            replies += reply_texts(model, tokenizer, sources[start : start + 64], greedy)
+        return chrf(replies, references)
+
+    return score
+
+
 def _train_into(out: Path, model: Seq2Seq, tokenizer: Tokenizer, train_pairs: Sequence[Pair],
                 valid_pairs: Sequence[Pair], train_config: TrainConfig, callbacks: Callbacks,
                 state: TrainState | None) -> FitResult:
@@ -97,7 +120,8 @@ def _train_into(out: Path, model: Seq2Seq, tokenizer: Tokenizer, train_pairs: Se
             callbacks.on_epoch_end(best, progress)
 
     result = train(model, train_examples, valid_examples, train_config,
-                   replace(callbacks, on_epoch_end=save_best), state)
+                   replace(callbacks, on_epoch_end=save_best, score_replies=_reply_scorer(tokenizer, valid_pairs)),
+                   state)
     fitted = FitResult(out, len(train_examples), len(valid_examples), result)
     checkpoint.save(out, model, tokenizer, fitted.metrics())
     return fitted

@@ -37,6 +37,7 @@ class EvalStats:
     valid_loss: float  # mean NLL in nats per target token, no label smoothing
     bits_per_char: float  # NLL in bits per reply character: comparable across tokenizers
     improved: bool
+    reply_chrf: float | None = None  # when the epochs are scored by their replies
 
 
 @dataclass
@@ -50,6 +51,7 @@ class TrainState:
     target_tokens: int = 0
     best_valid_loss: float = math.inf
     best_bits_per_char: float = math.inf
+    best_score: float = -math.inf  # the selection score of the best epoch (higher is better)
     epochs_without_improvement: int = 0
     optimizer: dict = field(default_factory=dict)
 
@@ -73,6 +75,8 @@ class Callbacks:
     on_eval: Callable[[EvalStats], None] | None = None
     # Called at each epoch end with the model at its best weights so far, e.g. to save them.
     on_epoch_end: Callable[[Seq2Seq, TrainState], None] | None = None
+    # Scores the model's replies (higher is better); used when TrainConfig.select_by is "reply_chrf".
+    score_replies: Callable[[Seq2Seq], float] | None = None
 
 
 NO_CALLBACKS = Callbacks()
@@ -188,15 +192,21 @@ def train(
         state.elapsed = time.perf_counter() - start
         if valid_batches:
             valid_loss, bpc = evaluate(model, valid_batches, bf16)
-            improved = valid_loss < state.best_valid_loss
+            reply_chrf = None
+            if config.select_by == "reply_chrf" and callbacks.score_replies is not None:
+                model.eval()
+                reply_chrf = callbacks.score_replies(model)
+                model.train()
+            score = -valid_loss if reply_chrf is None else reply_chrf
+            improved = score > state.best_score
             if improved:
-                state.best_valid_loss, state.best_bits_per_char = valid_loss, bpc
+                state.best_valid_loss, state.best_bits_per_char, state.best_score = valid_loss, bpc, score
                 state.epochs_without_improvement = 0
                 best_weights = copy.deepcopy(model.state_dict())
             else:
                 state.epochs_without_improvement += 1
             if callbacks.on_eval:
-                callbacks.on_eval(EvalStats(state.step, state.epoch, valid_loss, bpc, improved))
+                callbacks.on_eval(EvalStats(state.step, state.epoch, valid_loss, bpc, improved, reply_chrf))
             if state.epochs_without_improvement >= config.patience:
                 stopped = "early_stopping"
         else:
