@@ -13,7 +13,9 @@ import pytest
 from bot.database import Database, open_database
 from bot.learning import LEASE, LearningOptions, LearningService, RetrainOutcome
 from core_model.config import DecodeConfig
+from core_model.corpora import Pair
 from core_model.engine import InferenceEngine
+from core_model.pipeline import bits_per_char
 from storage.lease import take_lease
 from storage.messages import log_incoming
 from storage.mining import MiningRules
@@ -316,3 +318,22 @@ def test_forgotten_and_opted_out_people_are_not_in_the_next_snapshot(database: D
     snapshot = "".join((folder / name).read_text(encoding="utf-8") for name in ("train.tsv", "valid.tsv"))
     assert "secret" not in snapshot and "shy movie" not in snapshot
     assert "kimchi stew, as always" in snapshot  # everyone else's words are still learnt from
+
+
+async def test_a_promoted_model_answers_with_what_the_chats_taught_it(database: Database, engine: InferenceEngine,
+                                                                       tmp_path: Path) -> None:
+    prompt, taught = "who taught you to talk?", "the people in this group did"
+    with database.sessions.begin() as session:
+        for chat in range(3):  # in three chats, so that mining sees it whatever the window
+            for offset, (author, text) in enumerate([(f"q{chat}", prompt), (f"r{chat}", taught)]):
+                log_incoming(session, platform="telegram", chat_id=f"new{chat}", chat_kind=ChatKind.GROUP,
+                             chat_title=None, author_id=author, author_name=None, message_id=f"n{offset}",
+                             text=text, created_at=T0 + timedelta(days=20, minutes=chat, seconds=offset * 10))
+    lesson = [Pair(prompt, taught)]
+    base = engine.model_path
+    before = await engine.reply(prompt)
+    outcome = await learning(database, engine, tmp_path, train_seconds=5).retrain(RunTrigger.CLI)
+    assert outcome.status == "promoted", outcome.message
+    assert await engine.reply(prompt) != before  # the live model answers differently...
+    # ...because it has learnt the lesson: the taught reply became far more probable
+    assert bits_per_char(engine.model_path, lesson) < 0.5 * bits_per_char(base, lesson)
