@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -21,6 +26,8 @@ from storage.messages import purge_older_than
 from storage.mining import MiningRules
 
 MIGRATIONS_DIR = Path(migrations.__file__).parent
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -30,8 +37,17 @@ class Database:
     sessions: sessionmaker[Session]
     # ...and long reads that must not hold the SQLite write lock (mining, stats).
     reads: sessionmaker[Session]
+    # The hot path's writes (logging every message and reply) queue here, off the event loop.
+    # SQLite takes one writer at a time: writers in several threads would wait for its lock in
+    # its busy handler, which sleeps in steps of 1 to 100 ms; one thread makes them queue in order.
+    writer: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, "db-write"))
+
+    async def write(self, action: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run action(*args, **kwargs), which writes, on the writer thread."""
+        return await asyncio.get_running_loop().run_in_executor(self.writer, partial(action, *args, **kwargs))
 
     def close(self) -> None:
+        self.writer.shutdown(wait=True)
         self.engine.dispose()
 
 
@@ -43,7 +59,9 @@ def open_database(url: str, *, migrate: bool = True) -> Database:
             config = alembic_config(url)
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
-    return Database(engine, make_session_factory(engine), make_session_factory(engine, read_only=True))
+    writers = 1 if engine.dialect.name == "sqlite" else 4  # a server database takes writers side by side
+    return Database(engine, make_session_factory(engine), make_session_factory(engine, read_only=True),
+                    ThreadPoolExecutor(writers, "db-write"))
 
 
 def alembic_config(url: str) -> Config:

@@ -75,7 +75,7 @@ class ChatService:
         started = time.perf_counter()
         self.metrics.messages_seen.labels(message.platform).inc()
         text = normalize(message.text[:MAX_INPUT_CHARS])
-        logged = await asyncio.to_thread(self._log_incoming, message, text)
+        logged = await self.database.write(self._log_incoming, message, text)
         if logged.duplicate:  # the platform delivered it again: it was handled the first time
             log.info("ignoring redelivered message %s in %s:%s", message.message_id, message.platform,
                      message.chat_id)
@@ -91,7 +91,7 @@ class ChatService:
             answer = await self.engine.reply(text) or NO_REPLY
         else:
             return None
-        row_id = await asyncio.to_thread(self._log_reply, message, logged, answer)
+        row_id = await self.database.write(self._log_reply, message, logged, answer)
         self.metrics.messages_answered.labels(message.platform).inc()
         self.metrics.reply_seconds.labels(message.platform).observe(time.perf_counter() - started)
         return Reply(answer, row_id)
@@ -99,7 +99,7 @@ class ChatService:
     async def sent(self, reply: Reply, message_id: str) -> None:
         """The platform accepted a reply and gave it this id (so that replies to it are linked)."""
         if reply.row_id is not None:
-            await asyncio.to_thread(self._in_session, record_sent, row_id=reply.row_id, message_id=message_id)
+            await self.database.write(self._in_session, record_sent, row_id=reply.row_id, message_id=message_id)
 
     def set_notifier(self, platform: str, notifier: Notifier) -> None:
         """Adapters register how to post to one of their chats unprompted."""
@@ -118,11 +118,11 @@ class ChatService:
         self.metrics.send_failures.labels(platform).inc()
 
     async def edited(self, platform: str, chat_id: str, message_id: str, text: str, at: datetime) -> None:
-        await asyncio.to_thread(self._in_session, record_edit, platform=platform, chat_id=chat_id,
+        await self.database.write(self._in_session, record_edit, platform=platform, chat_id=chat_id,
                                 message_id=message_id, text=normalize(text[:MAX_INPUT_CHARS]), edited_at=at)
 
     async def deleted(self, platform: str, chat_id: str, message_id: str, at: datetime) -> None:
-        await asyncio.to_thread(self._in_session, record_deletion, platform=platform, chat_id=chat_id,
+        await self.database.write(self._in_session, record_deletion, platform=platform, chat_id=chat_id,
                                 message_id=message_id, deleted_at=at)
 
     async def _should_answer(self, message: IncomingMessage) -> bool:
