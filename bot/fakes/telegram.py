@@ -131,8 +131,11 @@ class FakeTelegram:
         method = request.match_info["method"]
         if request.match_info["token"] != self.token:
             return _json(401, {"ok": False, "error_code": 401, "description": "Unauthorized"})
-        params = {key: value if key == "text" else _decode(value)
-                  for key, value in (await request.post()).items()}
+        try:
+            form = await request.post()
+        except ConnectionResetError:  # the client hung up mid-request (a bot that is stopping)
+            return _json(499, {"ok": False, "error_code": 499, "description": "Client closed the connection"})
+        params = {key: value if key == "text" else _decode(value) for key, value in form.items()}
         queued = self.faults.get(method)
         if queued:
             self.calls.append(Call(f"{method}!failed", params))
