@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from core_model.config import DecodeConfig
@@ -95,28 +96,57 @@ def _strip(row: list[int]) -> list[int]:
 def _step_by_step(
     model: Seq2Seq, memory: Memory, state: State, src: Tensor, config: DecodeConfig, max_length: int
 ) -> list[list[int]]:
-    """Greedy (argmax) or sampling (temperature, top-k, top-p), one token per step for all rows."""
+    """Greedy (argmax) or sampling (temperature, top-k, top-p), one token per step for all rows.
+
+    A row that has produced <eos> leaves the batch, so that the steps after it decode only the
+    replies still growing (batch replies differ a lot in length).
+    """
     B = src.size(0)
     generator = None
     if config.strategy == "sample" and config.seed is not None:
         generator = torch.Generator().manual_seed(config.seed)
+    replies: list[list[int]] = [[] for _ in range(B)]
+    rows = list(range(B))  # the reply each row of the shrinking batch belongs to
     tokens = torch.full((B,), GO_ID, dtype=torch.long)
     generated = torch.empty((B, 0), dtype=torch.long)
-    finished = torch.zeros(B, dtype=torch.bool)
     for _ in range(max_length):
-        logits, state = model.decode_step(tokens, state, memory)  # [B, V]
+        logits, state = model.decode_step(tokens, state, memory)  # [R, V]
         logits = logits.float()
         _constrain(logits, generated, src, config)
-        if config.strategy == "sample":
-            tokens = _sample(logits, config, generator)
-        else:
-            tokens = logits.argmax(dim=-1)  # [B]
-        tokens = tokens.masked_fill(finished, PAD_ID)
-        generated = torch.cat([generated, tokens.unsqueeze(1)], dim=1)  # [B, t+1]
-        finished |= tokens == EOS_ID
-        if bool(finished.all()):
-            break
-    return [_strip(row) for row in generated.tolist()]
+        tokens = _sample(logits, config, generator) if config.strategy == "sample" else argmax_rows(logits)
+        generated = torch.cat([generated, tokens.unsqueeze(1)], dim=1)  # [R, t+1]
+        ended = []
+        for position, (row, token) in enumerate(zip(rows, tokens.tolist(), strict=True)):
+            if token == EOS_ID:
+                ended.append(position)
+            else:
+                replies[row].append(token)
+        if ended:
+            if len(ended) == len(rows):
+                break
+            gone = set(ended)
+            keep = torch.tensor([p for p in range(len(rows)) if p not in gone])
+            rows = [rows[p] for p in keep.tolist()]
+            tokens, generated, src = tokens[keep], generated[keep], src[keep]
+            memory, state = memory.select(keep), _select_rows(state, keep)
+    return replies
+
+
+def argmax_rows(scores: Tensor, block: int = 64) -> Tensor:
+    """scores [R, V] -> [R], the same indices as scores.argmax(-1) (first maximum on ties), faster.
+
+    ATen's argmax over the last dimension runs a scalar loop per row (0.9 ms for [64, 8000] here),
+    while amax is vectorised: find each row's best block of `block` values with amax, then the
+    argmax inside that block only.
+    """
+    R, V = scores.shape
+    if R == 1:
+        return scores.argmax(dim=-1)  # one row: the plain loop is quicker than the extra ops
+    if V % block:
+        scores = F.pad(scores, (0, -V % block), value=NEG_INF)
+    blocks = scores.view(R, -1, block)  # [R, V/block, block]
+    best = blocks.amax(dim=-1).argmax(dim=-1)  # [R] the first block holding the row's maximum
+    return best * block + blocks[torch.arange(R), best].argmax(dim=-1)
 
 
 def _sample(logits: Tensor, config: DecodeConfig, generator: torch.Generator | None) -> Tensor:
@@ -145,7 +175,10 @@ def _length_penalty(length: int, alpha: float) -> float:
 def _beam(
     model: Seq2Seq, memory: Memory, state: State, src: Tensor, config: DecodeConfig, max_length: int
 ) -> list[list[Scored]]:
-    """Each prompt's finished hypotheses, best (length-normalised log-probability) first."""
+    """Each prompt's finished hypotheses, best (length-normalised log-probability) first.
+
+    A prompt whose search is over leaves the batch with its K rows, as in greedy decoding.
+    """
     B, K = src.size(0), config.beam_width
     expand = torch.arange(B).repeat_interleave(K)  # [B*K]: row r follows prompt r // K
     memory = memory.select(expand)
@@ -156,44 +189,50 @@ def _beam(
     tokens = torch.full((B * K,), GO_ID, dtype=torch.long)
     generated = torch.empty((B * K, 0), dtype=torch.long)
     hypotheses: list[list[tuple[float, list[int]]]] = [[] for _ in range(B)]
-    done = [False] * B
+    alive = list(range(B))  # the prompt each group of K rows belongs to
     for step in range(max_length):
-        logits, state = model.decode_step(tokens, state, memory)  # [B*K, V]
+        A = len(alive)
+        logits, state = model.decode_step(tokens, state, memory)  # [A*K, V]
         logp = torch.log_softmax(logits.float(), dim=-1)
         _constrain(logp, generated, prompts, config)
         V = logp.size(-1)
-        candidates = (scores.view(-1, 1) + logp).view(B, K * V)  # [B, K*V]
-        top_scores, top_ids = candidates.topk(2 * K, dim=-1)  # [B, 2K]
+        candidates = (scores.view(-1, 1) + logp).view(A, K * V)  # [A, K*V]
+        top_scores, top_ids = candidates.topk(2 * K, dim=-1)  # [A, 2K]
         penalty = _length_penalty(step + 1, config.length_penalty)
-        next_scores = torch.full((B, K), NEG_INF)
-        next_beams = torch.zeros((B, K), dtype=torch.long)
-        next_tokens = torch.full((B, K), PAD_ID, dtype=torch.long)
+        next_scores = torch.full((A, K), NEG_INF)
+        next_beams = torch.zeros((A, K), dtype=torch.long)
+        next_tokens = torch.full((A, K), PAD_ID, dtype=torch.long)
         history = generated.tolist()
-        for b, (row_scores, row_ids) in enumerate(zip(top_scores.tolist(), top_ids.tolist(), strict=True)):
-            if done[b]:
-                continue
+        over = set()
+        for a, (row_scores, row_ids) in enumerate(zip(top_scores.tolist(), top_ids.tolist(), strict=True)):
+            found = hypotheses[alive[a]]
             kept = 0
             for score, flat in zip(row_scores, row_ids, strict=True):
                 if score == NEG_INF or kept == K:
                     break
                 beam, token = divmod(flat, V)
                 if token == EOS_ID:
-                    hypotheses[b].append((score / penalty, history[b * K + beam]))
+                    found.append((score / penalty, history[a * K + beam]))
                 else:
-                    next_scores[b, kept], next_beams[b, kept], next_tokens[b, kept] = score, beam, token
+                    next_scores[a, kept], next_beams[a, kept], next_tokens[a, kept] = score, beam, token
                     kept += 1
-            done[b] = len(hypotheses[b]) >= K or kept == 0
-        if all(done):
+            if len(found) >= K or kept == 0:
+                over.add(a)
+        if len(over) == A:
             break
-        reorder = (torch.arange(B).unsqueeze(1) * K + next_beams).view(-1)  # [B*K]
-        generated = torch.cat([generated[reorder], next_tokens.view(-1, 1)], dim=1)  # [B*K, t+1]
+        reorder = (torch.arange(A).unsqueeze(1) * K + next_beams).view(-1)  # [A*K]
+        generated = torch.cat([generated[reorder], next_tokens.view(-1, 1)], dim=1)  # [A*K, t+1]
         state = _select_rows(state, reorder)
-        tokens = next_tokens.view(-1)
-        scores = next_scores
+        tokens, scores = next_tokens.view(-1), next_scores
+        if over:
+            keep = torch.tensor([a for a in range(A) if a not in over])
+            rows = (keep.unsqueeze(1) * K + torch.arange(K)).view(-1)
+            alive = [alive[a] for a in keep.tolist()]
+            generated, tokens, prompts, scores = generated[rows], tokens[rows], prompts[rows], scores[keep]
+            memory, state = memory.select(rows), _select_rows(state, rows)
     else:
         penalty = _length_penalty(max_length, config.length_penalty)
         history = generated.tolist()
-        for b in range(B):
-            if not done[b]:
-                hypotheses[b] += [(float(s) / penalty, history[b * K + k]) for k, s in enumerate(scores[b]) if s > NEG_INF]
+        for a, b in enumerate(alive):
+            hypotheses[b] += [(float(s) / penalty, history[a * K + k]) for k, s in enumerate(scores[a]) if s > NEG_INF]
     return [sorted(((score, _strip(ids)) for score, ids in h), key=lambda item: -item[0]) for h in hypotheses]

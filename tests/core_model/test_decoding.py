@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from core_model.config import DecodeConfig
-from core_model.decoding import generate
+from core_model.decoding import argmax_rows, generate
 from core_model.model import Seq2Seq
 from core_model.tokenizer import EOS_ID, Tokenizer
 from tests.conftest import PAIRS, TINY_MODEL
@@ -96,3 +96,15 @@ def test_min_length_delays_eos(tokenizer: Tokenizer) -> None:
 def test_sampling_is_reproducible_with_a_seed(trained: Seq2Seq, tokenizer: Tokenizer) -> None:
     config = DecodeConfig(strategy="sample", temperature=1.5, seed=7)
     assert generate(trained, _sources(tokenizer), config) == generate(trained, _sources(tokenizer), config)
+
+
+@pytest.mark.parametrize("vocab", [8000, 7993, 5])
+def test_argmax_rows_matches_argmax_ties_and_infinities_included(vocab: int) -> None:
+    torch.manual_seed(0)
+    scores = torch.randn(7, vocab)
+    scores[1, :] = 0.0  # all tied: the first index
+    scores[2, :] = float("-inf")
+    scores[3, -1] = 100.0  # the maximum in the padded last block
+    scores[4, vocab // 2] = scores[4, vocab - 1] = 50.0  # a tie across blocks: the first one
+    assert torch.equal(argmax_rows(scores), scores.argmax(dim=-1))
+    assert torch.equal(argmax_rows(scores[:1]), scores[:1].argmax(dim=-1))
