@@ -34,8 +34,9 @@ def packed_for_serving(model: Seq2Seq) -> Seq2Seq:
     serving.output = output
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the eager-mode API's notice that torchao is its successor
-        packed = torch.ao.quantization.quantize_dynamic(serving, {nn.Linear, nn.GRU, nn.LSTM}, dtype=torch.float16)
-    return packed
+        torch.ao.quantization.quantize_dynamic(serving, {nn.Linear, nn.GRU, nn.LSTM}, dtype=torch.float16,
+                                               inplace=True)
+    return serving
 
 
 def load_for_serving(path: Path | str) -> LoadedModel:
