@@ -9,12 +9,10 @@ prompts → promote (version row, engine swap) or reject, saying why → release
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import multiprocessing
 import os
 import queue
-import random
 import shutil
 import socket
 import tempfile
@@ -30,9 +28,10 @@ from apscheduler.triggers.base import BaseTrigger
 
 from bot.database import Database
 from bot.retrain_worker import RetrainJob, run_job
+from bot.training_snapshot import write_snapshot
 from core_model.corpora import Pair
 from storage.lease import lease_holder, release_lease, renew_lease, take_lease
-from storage.mining import MiningRules, mine_pairs
+from storage.mining import MiningRules
 from storage.models import RunStatus, RunTrigger, VersionStatus
 from storage.registry import (
     VersionRecord,
@@ -356,20 +355,8 @@ class LearningService:
                        error=error)
 
     def _snapshot(self, folder: Path) -> dict[str, Any]:
-        """Write the mined pairs (stable validation split) plus a replay share of the base corpus."""
-        with self.database.reads.begin() as session:
-            mined = mine_pairs(session, self.rules)
-            pairs = [Pair(pair.prompt, pair.reply, pair.context) for pair in mined]
-        train = [pair for pair in pairs if not _held_out(pair, self.options.valid_share)]
-        valid = [pair for pair in pairs if _held_out(pair, self.options.valid_share)]
-        if not valid and len(train) > 1:  # a tiny snapshot: still score on a pair it did not train on
-            valid.append(train.pop())
-        base = list(self.base_pairs())
-        random.Random(len(pairs)).shuffle(base)
-        train += base[:int(len(train) * self.options.replay_ratio)]
-        _write_tsv(folder / "train.tsv", train)
-        _write_tsv(folder / "valid.tsv", valid)
-        return {"pairs": mined.size, "sha256": mined.sha256}
+        return write_snapshot(self.database, self.rules, self.base_pairs, folder,
+                              valid_share=self.options.valid_share, replay_ratio=self.options.replay_ratio)
 
     def _reserve_name(self) -> str:
         with self.database.reads.begin() as session:
@@ -408,15 +395,3 @@ def schedule_retraining(scheduler: AsyncIOScheduler, learning: LearningService, 
     scheduler.add_job(scheduled, trigger, id="retrain", max_instances=1, coalesce=True, misfire_grace_time=3600,
                       replace_existing=True)
 
-
-def _held_out(pair: Pair, share: float) -> bool:
-    """The same pair is always in the same split, so versions are scored on comparable data."""
-    digest = hashlib.sha256(f"{pair.prompt}\t{pair.reply}".encode()).digest()
-    return int.from_bytes(digest[:4], "big") / 2**32 < share
-
-
-def _write_tsv(path: Path, pairs: Sequence[Pair]) -> None:
-    clean = [tuple(" ".join(text.split()) for text in (p.prompt, p.reply, p.context)) for p in pairs]
-    with path.open("w", encoding="utf-8") as out:
-        out.write("prompt\treply\tcontext\n")
-        out.writelines(f"{prompt}\t{reply}\t{context}\n" for prompt, reply, context in clean if prompt and reply)
