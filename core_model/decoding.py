@@ -7,7 +7,8 @@ An empty source (a prompt that tokenizes to nothing) gets an empty reply without
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -27,37 +28,33 @@ def generate(model: Seq2Seq, sources: Sequence[Sequence[int]], config: DecodeCon
     """One reply per source, as ids without <go> or <eos>."""
     if config.strategy == "beam" and config.beam_width > 1:
         return [hypotheses[0][1] if hypotheses else [] for hypotheses in candidates(model, sources, config)]
-    replies: list[list[int]] = [[] for _ in sources]
-    live = [i for i, source in enumerate(sources) if source]
-    if not live:
-        return replies
-    src, memory, state, max_length = _start(model, [sources[i] for i in live], config)
-    outputs = _step_by_step(model, memory, state, src, config, max_length)
-    for index, output in zip(live, outputs, strict=True):
-        replies[index] = output
-    return replies
+    return _search_non_empty(model, sources, config, _step_by_step)
 
 
 @torch.inference_mode()
 def candidates(model: Seq2Seq, sources: Sequence[Sequence[int]], config: DecodeConfig) -> list[list[Scored]]:
     """Beam search's n-best list for each source, best first (empty for an empty source)."""
-    found: list[list[Scored]] = [[] for _ in sources]
+    return _search_non_empty(model, sources, config, _beam)
+
+
+Result = TypeVar("Result", list[int], list[Scored])
+Search = Callable[[Seq2Seq, Memory, State, Tensor, DecodeConfig, int], list[Result]]
+
+
+def _search_non_empty(model: Seq2Seq, sources: Sequence[Sequence[int]], config: DecodeConfig,
+                      search: Search[Result]) -> list[Result]:
+    """Encode the non-empty sources once and run search on them; an empty source gets []."""
+    results: list[Result] = [[] for _ in sources]
     live = [i for i, source in enumerate(sources) if source]
     if not live:
-        return found
-    src, memory, state, max_length = _start(model, [sources[i] for i in live], config)
-    for index, hypotheses in zip(live, _beam(model, memory, state, src, config, max_length), strict=True):
-        found[index] = hypotheses
-    return found
-
-
-def _start(model: Seq2Seq, sources: Sequence[Sequence[int]], config: DecodeConfig) -> tuple[Tensor, Memory, State, int]:
-    """Encode non-empty sources once: padded source ids, attention memory, decoder state, length cap."""
+        return results
     limit = model.config.max_source_tokens
-    src = _pad([list(source)[-limit:] for source in sources])  # [B, S]
-    lengths = (src != PAD_ID).sum(dim=1)  # [B]
-    memory, state = model.encode(src, lengths)
-    return src, memory, state, min(config.max_length, model.config.max_target_tokens)
+    src = _pad([list(sources[i])[-limit:] for i in live])  # [B, S]
+    memory, state = model.encode(src, (src != PAD_ID).sum(dim=1))
+    max_length = min(config.max_length, model.config.max_target_tokens)
+    for index, result in zip(live, search(model, memory, state, src, config, max_length), strict=True):
+        results[index] = result
+    return results
 
 
 def _pad(rows: Sequence[Sequence[int]]) -> Tensor:
@@ -188,7 +185,7 @@ def _beam(
     scores[:, 0] = 0.0  # all beams start identical: keep one so the first step gives K distinct ones
     tokens = torch.full((B * K,), GO_ID, dtype=torch.long)
     generated = torch.empty((B * K, 0), dtype=torch.long)
-    hypotheses: list[list[tuple[float, list[int]]]] = [[] for _ in range(B)]
+    hypotheses: list[list[Scored]] = [[] for _ in range(B)]
     alive = list(range(B))  # the prompt each group of K rows belongs to
     for step in range(max_length):
         A = len(alive)

@@ -86,16 +86,17 @@ def bits_per_char(model_dir: Path, pairs: Sequence[Pair], batch_size: int = 64) 
 SCORED_PROMPTS = 500  # enough for a stable chrF, a second or so of greedy decoding per epoch
 
 
-def _reply_scorer(tokenizer: Tokenizer, valid_pairs: Sequence[Pair]) -> Callable[[Seq2Seq], float] | None:
+def _reply_scorer(tokenizer: Tokenizer, config: ModelConfig,
+                  valid_pairs: Sequence[Pair]) -> Callable[[Seq2Seq], float] | None:
     """chrF of the model's greedy replies to (the first) validation prompts."""
     pairs = [pair for pair in valid_pairs[:SCORED_PROMPTS] if pair.prompt.strip()]
     if not pairs:
         return None
     greedy = DecodeConfig(strategy="greedy")
     references = [pair.reply for pair in pairs]
+    sources = [source_ids(tokenizer, p.prompt, p.context, config.max_source_tokens) for p in pairs]
 
     def score(model: Seq2Seq) -> float:
-        sources = [source_ids(tokenizer, p.prompt, p.context, model.config.max_source_tokens) for p in pairs]
         replies: list[str] = []
         for start in range(0, len(sources), 64):
             replies += reply_texts(model, tokenizer, sources[start : start + 64], greedy)
@@ -120,7 +121,7 @@ def _train_into(out: Path, model: Seq2Seq, tokenizer: Tokenizer, train_pairs: Se
             callbacks.on_epoch_end(best, progress)
 
     result = train(model, train_examples, valid_examples, train_config,
-                   replace(callbacks, on_epoch_end=save_best, score_replies=_reply_scorer(tokenizer, valid_pairs)),
+                   replace(callbacks, on_epoch_end=save_best, score_replies=_reply_scorer(tokenizer, config, valid_pairs)),
                    state)
     fitted = FitResult(out, len(train_examples), len(valid_examples), result)
     checkpoint.save(out, model, tokenizer, fitted.metrics())
