@@ -8,13 +8,14 @@ import logging
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import get_args
 
 from alembic.util.exc import CommandError
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.settings import Settings, SettingsError, load_settings
 from core_model.checkpoint import CheckpointError
-from core_model.config import DecodeConfig, ModelConfig, TrainConfig
+from core_model.config import DecodeConfig, ModelConfig, Rerank, TrainConfig
 from core_model.corpora import CorpusError
 from core_model.presets import PRESETS
 
@@ -24,7 +25,7 @@ def _add_decode_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--strategy", choices=["greedy", "beam", "sample"])
     group.add_argument("--beam", type=int, dest="beam_width", metavar="WIDTH")
     group.add_argument("--length-penalty", type=float)
-    group.add_argument("--rerank", choices=["none", "consensus"],
+    group.add_argument("--rerank", choices=get_args(Rerank),
                        help="beam search's choice among its n-best: the most probable, or by consensus")
     group.add_argument("--min-length", type=int)
     group.add_argument("--max-length", type=int)

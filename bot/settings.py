@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from core_model.config import DecodeConfig
+from core_model.config import DecodeConfig, Rerank
 
 
 class SettingsError(ValueError):
@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     decode_strategy: Literal["greedy", "beam", "sample"] = "beam"
     beam_width: int = Field(5, ge=1, le=32)
     length_penalty: float = Field(1.0, ge=0)
-    rerank: Literal["none", "consensus"] = "consensus"
+    rerank: Rerank = "consensus"
     no_repeat_ngram: int = Field(3, ge=0)
     max_reply_tokens: int = Field(40, ge=1, le=512)
     temperature: float = Field(0.8, gt=0)

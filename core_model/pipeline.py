@@ -120,9 +120,10 @@ def _train_into(out: Path, model: Seq2Seq, tokenizer: Tokenizer, train_pairs: Se
         if callbacks.on_epoch_end:
             callbacks.on_epoch_end(best, progress)
 
+    # the replies are scored only when they choose the epoch kept
+    scorer = _reply_scorer(tokenizer, config, valid_pairs) if train_config.select_by == "reply_chrf" else None
     result = train(model, train_examples, valid_examples, train_config,
-                   replace(callbacks, on_epoch_end=save_best, score_replies=_reply_scorer(tokenizer, config, valid_pairs)),
-                   state)
+                   replace(callbacks, on_epoch_end=save_best, score_replies=scorer), state)
     fitted = FitResult(out, len(train_examples), len(valid_examples), result)
     checkpoint.save(out, model, tokenizer, fitted.metrics())
     return fitted
