@@ -72,6 +72,8 @@ def build_learning(settings: Settings, database: Database, engine: SwappableEngi
     if service is not None:
         service.learning = learning
         learning.on_promoted.append(lambda version: setattr(service, "model_version_id", version.id))
+        learning.on_outcome.append(lambda outcome: service.metrics.last_retrain.info(
+            {"status": outcome.status, "version": outcome.version or ""}))
     return learning
 
 
@@ -90,8 +92,6 @@ async def follow_registry(database: Database, engine: SwappableEngine, every_sec
 
 async def tell_admins(settings: Settings, service: ChatService, outcome: RetrainOutcome) -> None:
     """A scheduled run's result goes to every global admin, in a private chat."""
-    metrics = service.metrics
-    metrics.last_retrain.info({"status": outcome.status, "version": outcome.version or ""})
     for platform in ("telegram", "discord"):
         for admin in settings.admin_ids(platform):
             await service.notify(platform, admin, outcome.message, outcome.plot, private=True)

@@ -104,6 +104,8 @@ class LearningService:
         self.base_pairs = base_pairs
         self.holder = f"{socket.gethostname()}:{os.getpid()}"
         self.on_promoted: list[Callable[[VersionRecord], None]] = []
+        # Told every run's outcome, whatever started it (e.g. the last-retrain metric).
+        self.on_outcome: list[Callable[[RetrainOutcome], None]] = []
         self._task: asyncio.Task[RetrainOutcome] | None = None
         # The training process of the run in progress, if any.
         self.child: BaseProcess | None = None
@@ -162,6 +164,14 @@ class LearningService:
 
     async def retrain(self, trigger: RunTrigger, requested_by: str | None = None, *,
                       force: bool = False, full: bool = False) -> RetrainOutcome:
+        outcome = await self._retrain(trigger, requested_by, force, full)
+        if outcome.status != "busy":  # a refused request is not a run
+            for observer in self.on_outcome:
+                observer(outcome)
+        return outcome
+
+    async def _retrain(self, trigger: RunTrigger, requested_by: str | None, force: bool,
+                       full: bool) -> RetrainOutcome:
         now = datetime.now(UTC)
         busy = await asyncio.to_thread(self._take_lease, now)
         if busy is not None:

@@ -62,8 +62,11 @@ def learning(database: Database, engine: InferenceEngine, tmp_path: Path, **opti
 async def test_retrain_promotes_a_candidate_and_swaps_it_in(database: Database, engine: InferenceEngine,
                                                             tmp_path: Path) -> None:
     service = learning(database, engine, tmp_path)
+    observed: list[RetrainOutcome] = []
+    service.on_outcome.append(observed.append)
     outcome = await service.retrain(RunTrigger.CLI)
     assert outcome.status == "promoted", outcome.message
+    assert observed == [outcome]  # every run's outcome reaches the observers (the last-retrain metric)
     assert engine.model_path == tmp_path / "models" / "v0002"
     with database.reads.begin() as session:
         active = active_version(session)
