@@ -15,16 +15,11 @@ from apscheduler.triggers.cron import CronTrigger
 from bot.adapters.console import CONSOLE, chat, console_user
 from bot.database import Database, apply_retention, mining_rules, open_database
 from bot.default_model import ensure_default_model
-from bot.learning import (
-    LearningOptions,
-    LearningService,
-    RetrainOutcome,
-    SwappableEngine,
-    schedule_retraining,
-)
+from bot.learning import LearningOptions, LearningService, RetrainOutcome, SwappableEngine
 from bot.metrics import BotMetrics, OpsServer
 from bot.model_choice import serving_model
 from bot.permissions import Permissions
+from bot.retrain_schedule import schedule_retraining
 from bot.service import ChatService, ReplyEngine
 from bot.settings import Settings
 from core_model.config import DecodeConfig

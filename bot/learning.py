@@ -23,9 +23,6 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.base import BaseTrigger
-
 from bot.database import Database
 from bot.retrain_worker import RetrainJob, run_job
 from bot.training_snapshot import write_snapshot
@@ -390,18 +387,4 @@ class LearningService:
             else:
                 set_version_status(session, version.id, status)
             return version
-
-
-def schedule_retraining(scheduler: AsyncIOScheduler, learning: LearningService, trigger: BaseTrigger,
-                        report: Callable[[RetrainOutcome], Awaitable[None]] | None = None) -> None:
-    """One scheduled job: never two at once, and missed firings (the bot was down) run once.
-    `report` receives each outcome (the admins are told what the night's run did)."""
-    async def scheduled() -> None:
-        outcome = await learning.retrain(RunTrigger.SCHEDULE)
-        log.info("scheduled retraining: %s", outcome.message)
-        if report is not None and outcome.status != "skipped":
-            await report(outcome)
-
-    scheduler.add_job(scheduled, trigger, id="retrain", max_instances=1, coalesce=True, misfire_grace_time=3600,
-                      replace_existing=True)
 

@@ -206,7 +206,7 @@ async def test_a_scheduled_run_fires(database: Database, engine: InferenceEngine
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
     from apscheduler.triggers.date import DateTrigger
 
-    from bot.learning import schedule_retraining
+    from bot.retrain_schedule import schedule_retraining
 
     scheduler = AsyncIOScheduler()
     fire_at = datetime.now(UTC) + timedelta(seconds=0.3)
