@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import partial
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import Concatenate, ParamSpec, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -22,6 +20,7 @@ import migrations
 from bot.settings import Settings
 from storage.db import make_engine, make_session_factory, parse_url
 from storage.filters import TextFilter, read_blocklist
+from storage.group_commit import GroupCommitWriter
 from storage.messages import purge_older_than
 from storage.mining import MiningRules
 
@@ -37,17 +36,17 @@ class Database:
     sessions: sessionmaker[Session]
     # ...and long reads that must not hold the SQLite write lock (mining, stats).
     reads: sessionmaker[Session]
-    # The hot path's writes (logging every message and reply) queue here, off the event loop.
-    # SQLite takes one writer at a time: writers in several threads would wait for its lock in
-    # its busy handler, which sleeps in steps of 1 to 100 ms; one thread makes them queue in order.
-    writer: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, "db-write"))
+    # The hot path's writes (logging every message and reply) queue here, off the event loop,
+    # and those that queue up together share a transaction (see storage.group_commit).
+    writer: GroupCommitWriter
 
-    async def write(self, action: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run action(*args, **kwargs), which writes, on the writer thread."""
-        return await asyncio.get_running_loop().run_in_executor(self.writer, partial(action, *args, **kwargs))
+    async def write(self, action: Callable[Concatenate[Session, P], T], /, *args: P.args,
+                    **kwargs: P.kwargs) -> T:
+        """action(session, *args, **kwargs) on a writer thread; returns once it is committed."""
+        return await asyncio.wrap_future(self.writer.submit(action, *args, **kwargs))
 
     def close(self) -> None:
-        self.writer.shutdown(wait=True)
+        self.writer.close()
         self.engine.dispose()
 
 
@@ -59,9 +58,13 @@ def open_database(url: str, *, migrate: bool = True) -> Database:
             config = alembic_config(url)
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
-    writers = 1 if engine.dialect.name == "sqlite" else 4  # a server database takes writers side by side
-    return Database(engine, make_session_factory(engine), make_session_factory(engine, read_only=True),
-                    ThreadPoolExecutor(writers, "db-write"))
+    sessions = make_session_factory(engine)
+    # SQLite takes one writer at a time: writers in several threads would wait for its lock in its
+    # busy handler, which sleeps in steps of 1 to 100 ms; one thread makes them queue in order.
+    # A server database takes writers side by side.
+    writers = 1 if engine.dialect.name == "sqlite" else 4
+    return Database(engine, sessions, make_session_factory(engine, read_only=True),
+                    GroupCommitWriter(sessions, threads=writers))
 
 
 def alembic_config(url: str) -> Config:

@@ -75,7 +75,11 @@ class ChatService:
         started = time.perf_counter()
         self.metrics.messages_seen.labels(message.platform).inc()
         text = normalize(message.text[:MAX_INPUT_CHARS])
-        logged = await self.database.write(self._log_incoming, message, text)
+        logged = await self.database.write(
+            log_incoming, platform=message.platform, chat_id=message.chat_id,
+            chat_kind=ChatKind(message.chat_kind), chat_title=message.chat_title, author_id=message.user_id,
+            author_name=message.user_name, message_id=message.message_id, text=text,
+            created_at=message.sent_at, reply_to_message_id=message.reply_to_id, thread_id=message.thread_id)
         if logged.duplicate:  # the platform delivered it again: it was handled the first time
             log.info("ignoring redelivered message %s in %s:%s", message.message_id, message.platform,
                      message.chat_id)
@@ -91,7 +95,8 @@ class ChatService:
             answer = await self.engine.reply(text) or NO_REPLY
         else:
             return None
-        row_id = await self.database.write(self._log_reply, message, logged, answer)
+        row_id = await self.database.write(log_reply, answers=logged, text=answer, created_at=datetime.now(UTC),
+                                           model_version_id=self.model_version_id, thread_id=message.thread_id)
         self.metrics.messages_answered.labels(message.platform).inc()
         self.metrics.reply_seconds.labels(message.platform).observe(time.perf_counter() - started)
         return Reply(answer, row_id)
@@ -99,7 +104,7 @@ class ChatService:
     async def sent(self, reply: Reply, message_id: str) -> None:
         """The platform accepted a reply and gave it this id (so that replies to it are linked)."""
         if reply.row_id is not None:
-            await self.database.write(self._in_session, record_sent, row_id=reply.row_id, message_id=message_id)
+            await self.database.write(record_sent, row_id=reply.row_id, message_id=message_id)
 
     def set_notifier(self, platform: str, notifier: Notifier) -> None:
         """Adapters register how to post to one of their chats unprompted."""
@@ -118,11 +123,11 @@ class ChatService:
         self.metrics.send_failures.labels(platform).inc()
 
     async def edited(self, platform: str, chat_id: str, message_id: str, text: str, at: datetime) -> None:
-        await self.database.write(self._in_session, record_edit, platform=platform, chat_id=chat_id,
+        await self.database.write(record_edit, platform=platform, chat_id=chat_id,
                                 message_id=message_id, text=normalize(text[:MAX_INPUT_CHARS]), edited_at=at)
 
     async def deleted(self, platform: str, chat_id: str, message_id: str, at: datetime) -> None:
-        await self.database.write(self._in_session, record_deletion, platform=platform, chat_id=chat_id,
+        await self.database.write(record_deletion, platform=platform, chat_id=chat_id,
                                 message_id=message_id, deleted_at=at)
 
     async def _should_answer(self, message: IncomingMessage) -> bool:
@@ -154,27 +159,10 @@ class ChatService:
                                  self.learning, notify_here)
         return await command.run(context)
 
-    def _log_incoming(self, message: IncomingMessage, text: str) -> LoggedMessage:
-        with self.database.sessions.begin() as session:
-            return log_incoming(
-                session, platform=message.platform, chat_id=message.chat_id,
-                chat_kind=ChatKind(message.chat_kind), chat_title=message.chat_title,
-                author_id=message.user_id, author_name=message.user_name, message_id=message.message_id,
-                text=text, created_at=message.sent_at, reply_to_message_id=message.reply_to_id,
-                thread_id=message.thread_id)
-
-    def _log_reply(self, message: IncomingMessage, logged: LoggedMessage, text: str) -> int:
-        with self.database.sessions.begin() as session:
-            return log_reply(session, answers=logged, text=text, created_at=datetime.now(UTC),
-                             model_version_id=self.model_version_id, thread_id=message.thread_id)
-
     def _chattiness(self, message: IncomingMessage) -> int:
         with self.database.reads.begin() as session:
             return get_chattiness(session, platform=message.platform, external_id=message.chat_id)
 
-    def _in_session(self, action: Callable[..., object], **values: object) -> None:
-        with self.database.sessions.begin() as session:
-            action(session, **values)
 
 
 def _addressed(message: IncomingMessage) -> bool:

@@ -11,11 +11,11 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from core_model.config import DecodeConfig
 from core_model.model import Memory, Seq2Seq, State, _map_state
+from core_model.row_ops import argmax_rows, topk_rows
 from core_model.tokenizer import EOS_ID, GO_ID, PAD_ID, SPECIAL_TOKENS
 
 NEG_INF = float("-inf")
@@ -129,23 +129,6 @@ def _step_by_step(
     return replies
 
 
-def argmax_rows(scores: Tensor, block: int = 64) -> Tensor:
-    """scores [R, V] -> [R], the same indices as scores.argmax(-1) (first maximum on ties), faster.
-
-    ATen's argmax over the last dimension runs a scalar loop per row (0.9 ms for [64, 8000] here),
-    while amax is vectorised: find each row's best block of `block` values with amax, then the
-    argmax inside that block only.
-    """
-    R, V = scores.shape
-    if R == 1:
-        return scores.argmax(dim=-1)  # one row: the plain loop is quicker than the extra ops
-    if V % block:
-        scores = F.pad(scores, (0, -V % block), value=NEG_INF)
-    blocks = scores.view(R, -1, block)  # [R, V/block, block]
-    best = blocks.amax(dim=-1).argmax(dim=-1)  # [R] the first block holding the row's maximum
-    return best * block + blocks[torch.arange(R), best].argmax(dim=-1)
-
-
 def _sample(logits: Tensor, config: DecodeConfig, generator: torch.Generator | None) -> Tensor:
     logits = logits / max(config.temperature, 1e-5)  # [B, V]
     if config.top_k > 0:
@@ -190,37 +173,42 @@ def _beam(
     for step in range(max_length):
         A = len(alive)
         logits, state = model.decode_step(tokens, state, memory)  # [A*K, V]
-        logp = torch.log_softmax(logits.float(), dim=-1)
-        _constrain(logp, generated, prompts, config)
-        V = logp.size(-1)
-        candidates = (scores.view(-1, 1) + logp).view(A, K * V)  # [A, K*V]
-        top_scores, top_ids = candidates.topk(2 * K, dim=-1)  # [A, 2K]
+        logits = logits.float()
+        # Normalised before the constraints, so a blocked token's probability is dropped, not shared out.
+        norm = torch.logsumexp(logits, dim=-1, keepdim=True)  # [A*K, 1]
+        _constrain(logits, generated, prompts, config)
+        # The best 2K continuations of the K beams are among each beam's own best 2K.
+        best, best_tokens = topk_rows(logits, 2 * K)  # [A*K, 2K]
+        candidates = (scores.view(-1, 1) + (best - norm)).view(A, K * 2 * K)
+        top_scores, top_positions = candidates.topk(2 * K, dim=-1)  # [A, 2K]
+        top_tokens = best_tokens.view(A, K * 2 * K).gather(1, top_positions)
         penalty = _length_penalty(step + 1, config.length_penalty)
-        next_scores = torch.full((A, K), NEG_INF)
-        next_beams = torch.zeros((A, K), dtype=torch.long)
-        next_tokens = torch.full((A, K), PAD_ID, dtype=torch.long)
+        next_scores = [[NEG_INF] * K for _ in range(A)]
+        next_beams = [[0] * K for _ in range(A)]
+        next_tokens = [[PAD_ID] * K for _ in range(A)]
         history = generated.tolist()
         over = set()
-        for a, (row_scores, row_ids) in enumerate(zip(top_scores.tolist(), top_ids.tolist(), strict=True)):
+        for a, (row_scores, row_positions, row_tokens) in enumerate(
+                zip(top_scores.tolist(), top_positions.tolist(), top_tokens.tolist(), strict=True)):
             found = hypotheses[alive[a]]
             kept = 0
-            for score, flat in zip(row_scores, row_ids, strict=True):
+            for score, position, token in zip(row_scores, row_positions, row_tokens, strict=True):
                 if score == NEG_INF or kept == K:
                     break
-                beam, token = divmod(flat, V)
+                beam = position // (2 * K)
                 if token == EOS_ID:
                     found.append((score / penalty, history[a * K + beam]))
                 else:
-                    next_scores[a, kept], next_beams[a, kept], next_tokens[a, kept] = score, beam, token
+                    next_scores[a][kept], next_beams[a][kept], next_tokens[a][kept] = score, beam, token
                     kept += 1
             if len(found) >= K or kept == 0:
                 over.add(a)
         if len(over) == A:
             break
-        reorder = (torch.arange(A).unsqueeze(1) * K + next_beams).view(-1)  # [A*K]
-        generated = torch.cat([generated[reorder], next_tokens.view(-1, 1)], dim=1)  # [A*K, t+1]
+        reorder = (torch.arange(A).unsqueeze(1) * K + torch.tensor(next_beams)).view(-1)  # [A*K]
+        tokens, scores = torch.tensor(next_tokens).view(-1), torch.tensor(next_scores)  # [A*K], [A, K]
+        generated = torch.cat([generated[reorder], tokens.view(-1, 1)], dim=1)  # [A*K, t+1]
         state = _select_rows(state, reorder)
-        tokens, scores = next_tokens.view(-1), next_scores
         if over:
             keep = torch.tensor([a for a in range(A) if a not in over])
             rows = (keep.unsqueeze(1) * K + torch.arange(K)).view(-1)
@@ -230,6 +218,6 @@ def _beam(
     else:
         penalty = _length_penalty(max_length, config.length_penalty)
         history = generated.tolist()
-        for a, b in enumerate(alive):
-            hypotheses[b] += [(float(s) / penalty, history[a * K + k]) for k, s in enumerate(scores[a]) if s > NEG_INF]
+        for a, (b, row_scores) in enumerate(zip(alive, scores.tolist(), strict=True)):
+            hypotheses[b] += [(s / penalty, history[a * K + k]) for k, s in enumerate(row_scores) if s > NEG_INF]
     return [sorted(((score, _strip(ids)) for score, ids in h), key=lambda item: -item[0]) for h in hypotheses]

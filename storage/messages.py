@@ -19,6 +19,8 @@ _INSERT_MESSAGE = insert(_messages).returning(_messages.c.id)
 _FIND_MESSAGE = select(_messages.c.id).where(
     _messages.c.chat_id == bindparam("chat_id"),
     _messages.c.platform_message_id == bindparam("platform_message_id"))
+_RECORD_SENT = update(_messages).where(_messages.c.id == bindparam("row_id")).values(
+    platform_message_id=bindparam("message_id"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +32,8 @@ class LoggedMessage:
     text_kept: bool
     # True when this platform message was already logged (a platform delivering it again).
     duplicate: bool = False
+    # Its id on the platform, which the bot's reply to it records.
+    platform_message_id: str | None = None
 
 
 def log_incoming(session: Session, *, platform: str, chat_id: str, chat_kind: ChatKind,
@@ -45,7 +49,8 @@ def log_incoming(session: Session, *, platform: str, chat_id: str, chat_kind: Ch
     person = ensure_person(session, platform=platform, external_id=author_id, display_name=author_name)
     existing = _resolve(session, chat_row, message_id)
     if existing is not None:
-        return LoggedMessage(existing, chat_row, person.id, text_kept=not person.opted_out, duplicate=True)
+        return LoggedMessage(existing, chat_row, person.id, text_kept=not person.opted_out, duplicate=True,
+                             platform_message_id=message_id)
     kept_text = None if person.opted_out else text
     row_id = session.connection().execute(_INSERT_MESSAGE, {
         "chat_id": chat_row, "author_id": person.id, "platform_message_id": message_id,
@@ -53,26 +58,24 @@ def log_incoming(session: Session, *, platform: str, chat_id: str, chat_kind: Ch
         "reply_to_platform_id": reply_to_message_id,
         "reply_to_id": _resolve(session, chat_row, reply_to_message_id), "from_bot": False,
     }).scalar_one()
-    return LoggedMessage(row_id, chat_row, person.id, text_kept=kept_text is not None)
+    return LoggedMessage(row_id, chat_row, person.id, text_kept=kept_text is not None,
+                         platform_message_id=message_id)
 
 
 def log_reply(session: Session, *, answers: LoggedMessage, text: str, created_at: datetime,
               model_version_id: int | None = None, thread_id: str | None = None) -> int:
     """Log the bot's reply to `answers` before it is sent; `record_sent` adds the platform id."""
-    answered_platform_id = session.execute(
-        select(Message.platform_message_id).where(Message.id == answers.id)).scalar()
-    return session.execute(
-        insert(Message).values(
-            chat_id=answers.chat_id, author_id=None, text=text, created_at=created_at,
-            thread_id=thread_id, reply_to_id=answers.id, reply_to_platform_id=answered_platform_id,
-            from_bot=True, model_version_id=model_version_id,
-        ).returning(Message.id)
-    ).scalar_one()
+    return int(session.connection().execute(_INSERT_MESSAGE, {
+        "chat_id": answers.chat_id, "author_id": None, "platform_message_id": None, "thread_id": thread_id,
+        "text": text, "created_at": created_at, "reply_to_platform_id": answers.platform_message_id,
+        "reply_to_id": answers.id, "from_bot": True, "model_version_id": model_version_id,
+    }).scalar_one())
 
 
 def record_sent(session: Session, *, row_id: int, message_id: str) -> None:
-    """The platform accepted the bot's message and gave it this id."""
-    session.execute(update(Message).where(Message.id == row_id).values(platform_message_id=message_id))
+    """The platform accepted the bot's message and gave it this id. (A Core statement, for the hot
+    path: a Message object the session already holds is not refreshed.)"""
+    session.connection().execute(_RECORD_SENT, {"row_id": row_id, "message_id": message_id})
 
 
 def record_edit(session: Session, *, platform: str, chat_id: str, message_id: str, text: str,

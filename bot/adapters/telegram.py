@@ -14,6 +14,7 @@ from telegram.constants import ChatAction, ChatMemberStatus, ChatType, MessageLi
 from telegram.error import TelegramError
 from telegram.ext import AIORateLimiter, Application, ContextTypes, MessageHandler, filters
 
+from bot.adapters.telegram_http import AiohttpRequest
 from bot.commands import COMMANDS
 from bot.messages import ChatKind, IncomingMessage, split_text
 from bot.service import ChatService
@@ -49,9 +50,9 @@ class TelegramAdapter:
         builder = (Application.builder().token(options.token)
                    # Updates from many chats are handled at once, so the engine can batch them.
                    .concurrent_updates(options.concurrent_updates)
-                   # A few keep-alive connections carry every send: httpx scans its whole pool on
-                   # each request, so 256 idle connections cost more than they give.
-                   .connection_pool_size(options.connection_pool_size)
+                   .request(AiohttpRequest(options.connection_pool_size))
+                   # The long poll gets its own connection, so sends never wait behind it.
+                   .get_updates_request(AiohttpRequest(1))
                    .rate_limiter(AIORateLimiter(overall_max_rate=options.overall_per_second,
                                                 group_max_rate=options.group_per_minute,
                                                 max_retries=options.max_retries)))

@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from core_model.config import DecodeConfig
-from core_model.decoding import argmax_rows, generate
+from core_model.decoding import generate
 from core_model.model import Seq2Seq
+from core_model.row_ops import argmax_rows, topk_rows
 from core_model.tokenizer import EOS_ID, Tokenizer
 from tests.conftest import PAIRS, TINY_MODEL
 
@@ -108,3 +109,15 @@ def test_argmax_rows_matches_argmax_ties_and_infinities_included(vocab: int) -> 
     scores[4, vocab // 2] = scores[4, vocab - 1] = 50.0  # a tie across blocks: the first one
     assert torch.equal(argmax_rows(scores), scores.argmax(dim=-1))
     assert torch.equal(argmax_rows(scores[:1]), scores[:1].argmax(dim=-1))
+
+
+@pytest.mark.parametrize("vocab", [8000, 8003, 50])
+def test_topk_rows_gives_topks_values_at_the_indices_it_names(vocab: int) -> None:
+    generator = torch.Generator().manual_seed(vocab)
+    scores = torch.randn(40, vocab, generator=generator).round(decimals=1)  # many ties
+    scores[3, :] = 0.5  # a row of one value
+    scores[4, 100 % vocab] = float("inf")
+    values, indices = topk_rows(scores, 10)
+    assert torch.equal(values, scores.topk(10, dim=-1).values)
+    assert torch.equal(scores.gather(1, indices), values)  # each index holds its value...
+    assert all(len(set(row)) == 10 for row in indices.tolist())  # ...and no index is named twice

@@ -19,7 +19,7 @@ from tests.storage.conftest import T0, at, say
 
 
 def row(session: Session, row_id: int) -> Message:
-    message = session.get(Message, row_id)
+    message = session.get(Message, row_id, populate_existing=True)  # as stored, not as first loaded
     assert message is not None
     return message
 
