@@ -160,28 +160,27 @@ def _beam(
     A prompt whose search is over leaves the batch with its K rows, as in greedy decoding.
     """
     B, K = src.size(0), config.beam_width
-    expand = torch.arange(B).repeat_interleave(K)  # [B*K]: row r follows prompt r // K
-    memory = memory.select(expand)
-    state = _select_rows(state, expand)
-    prompts = src[expand]  # [B*K, S]
-    scores = torch.full((B, K), NEG_INF)
-    scores[:, 0] = 0.0  # all beams start identical: keep one so the first step gives K distinct ones
-    tokens = torch.full((B * K,), GO_ID, dtype=torch.long)
-    generated = torch.empty((B * K, 0), dtype=torch.long)
+    # Every beam of a prompt starts the same, so the first step runs one row per prompt (width 1)
+    # and its best K continuations become the K beams.
+    width = 1
+    prompts = src  # [B*width, S]: row r follows prompt alive[r // width]
+    scores = torch.zeros((B, 1))
+    tokens = torch.full((B,), GO_ID, dtype=torch.long)
+    generated = torch.empty((B, 0), dtype=torch.long)
     hypotheses: list[list[Scored]] = [[] for _ in range(B)]
-    alive = list(range(B))  # the prompt each group of K rows belongs to
+    alive = list(range(B))  # the prompt each group of rows belongs to
     for step in range(max_length):
         A = len(alive)
-        logits, state = model.decode_step(tokens, state, memory)  # [A*K, V]
+        logits, state = model.decode_step(tokens, state, memory)  # [A*width, V]
         logits = logits.float()
         # Normalised before the constraints, so a blocked token's probability is dropped, not shared out.
-        norm = torch.logsumexp(logits, dim=-1, keepdim=True)  # [A*K, 1]
+        norm = torch.logsumexp(logits, dim=-1, keepdim=True)  # [A*width, 1]
         _constrain(logits, generated, prompts, config)
-        # The best 2K continuations of the K beams are among each beam's own best 2K.
-        best, best_tokens = topk_rows(logits, 2 * K)  # [A*K, 2K]
-        candidates = (scores.view(-1, 1) + (best - norm)).view(A, K * 2 * K)
+        # The best 2K continuations of the beams are among each beam's own best 2K.
+        best, best_tokens = topk_rows(logits, 2 * K)  # [A*width, 2K]
+        candidates = (scores.view(-1, 1) + (best - norm)).view(A, width * 2 * K)
         top_scores, top_positions = candidates.topk(2 * K, dim=-1)  # [A, 2K]
-        top_tokens = best_tokens.view(A, K * 2 * K).gather(1, top_positions)
+        top_tokens = best_tokens.view(A, width * 2 * K).gather(1, top_positions)
         penalty = _length_penalty(step + 1, config.length_penalty)
         next_scores = [[NEG_INF] * K for _ in range(A)]
         next_beams = [[0] * K for _ in range(A)]
@@ -197,7 +196,7 @@ def _beam(
                     break
                 beam = position // (2 * K)
                 if token == EOS_ID:
-                    found.append((score / penalty, history[a * K + beam]))
+                    found.append((score / penalty, history[a * width + beam]))
                 else:
                     next_scores[a][kept], next_beams[a][kept], next_tokens[a][kept] = score, beam, token
                     kept += 1
@@ -205,10 +204,12 @@ def _beam(
                 over.add(a)
         if len(over) == A:
             break
-        reorder = (torch.arange(A).unsqueeze(1) * K + torch.tensor(next_beams)).view(-1)  # [A*K]
+        reorder = (torch.arange(A).unsqueeze(1) * width + torch.tensor(next_beams)).view(-1)  # [A*K]
         tokens, scores = torch.tensor(next_tokens).view(-1), torch.tensor(next_scores)  # [A*K], [A, K]
         generated = torch.cat([generated[reorder], tokens.view(-1, 1)], dim=1)  # [A*K, t+1]
         state = _select_rows(state, reorder)
+        if width != K:  # the first step: each prompt's one row becomes its K beams
+            memory, prompts, width = memory.select(reorder), prompts[reorder], K
         if over:
             keep = torch.tensor([a for a in range(A) if a not in over])
             rows = (keep.unsqueeze(1) * K + torch.arange(K)).view(-1)
@@ -219,5 +220,5 @@ def _beam(
         penalty = _length_penalty(max_length, config.length_penalty)
         history = generated.tolist()
         for a, (b, row_scores) in enumerate(zip(alive, scores.tolist(), strict=True)):
-            hypotheses[b] += [(s / penalty, history[a * K + k]) for k, s in enumerate(row_scores) if s > NEG_INF]
+            hypotheses[b] += [(s / penalty, history[a * width + k]) for k, s in enumerate(row_scores) if s > NEG_INF]
     return [sorted(((score, _strip(ids)) for score, ids in h), key=lambda item: -item[0]) for h in hypotheses]

@@ -25,13 +25,44 @@ def char_ngrams(text: str) -> list[Counter[str]]:
 
 def agreement(hypothesis: list[Counter[str]], reference: list[Counter[str]]) -> float:
     """Sentence chrF of a hypothesis against a reference, both given as char_ngrams(), in 0..1."""
+    return _chrf(_matches(hypothesis, reference), _totals(hypothesis), _totals(reference))
+
+
+def consensus(texts: Sequence[str], log_probs: Sequence[float]) -> int:
+    """Index of the candidate with the highest expected agreement with the n-best list, each
+    candidate weighted by its probability relative to the best."""
+    n = len(texts)
+    if n <= 2:
+        return 0  # with two candidates, agreement is symmetric: keep the more probable one
+    top = max(log_probs)
+    weights = [math.exp(score - top) for score in log_probs]
+    grams = [char_ngrams(text) for text in texts]
+    totals = [_totals(g) for g in grams]
+    # Self-agreement is 1: a far more probable candidate keeps its lead.
+    expected = list(weights)
+    for i in range(n):
+        for j in range(i + 1, n):
+            matched = _matches(grams[i], grams[j])  # the same both ways; precision and recall swap
+            expected[i] += weights[j] * _chrf(matched, totals[i], totals[j])
+            expected[j] += weights[i] * _chrf(matched, totals[j], totals[i])
+    return max(range(n), key=expected.__getitem__)
+
+
+def _totals(grams: list[Counter[str]]) -> list[int]:
+    return [counts.total() for counts in grams]
+
+
+def _matches(first: list[Counter[str]], second: list[Counter[str]]) -> list[int]:
+    """Per order, how many n-grams the two share (clipped counts)."""
+    return [sum(min(count, b[gram]) for gram, count in a.items() if gram in b) for a, b in zip(first, second, strict=True)]
+
+
+def _chrf(matched: list[int], hypothesis_totals: list[int], reference_totals: list[int]) -> float:
     precisions, recalls = [], []
-    for hyp, ref in zip(hypothesis, reference, strict=True):
-        if not hyp or not ref:
-            continue
-        matched = sum((hyp & ref).values())
-        precisions.append(matched / hyp.total())
-        recalls.append(matched / ref.total())
+    for both, hyp, ref in zip(matched, hypothesis_totals, reference_totals, strict=True):
+        if hyp and ref:
+            precisions.append(both / hyp)
+            recalls.append(both / ref)
     if not precisions:
         return 0.0
     precision, recall = sum(precisions) / len(precisions), sum(recalls) / len(recalls)
@@ -39,18 +70,3 @@ def agreement(hypothesis: list[Counter[str]], reference: list[Counter[str]]) -> 
         return 0.0
     beta2 = BETA * BETA
     return (1 + beta2) * precision * recall / (beta2 * precision + recall)
-
-
-def consensus(texts: Sequence[str], log_probs: Sequence[float]) -> int:
-    """Index of the candidate with the highest expected agreement with the n-best list, each
-    candidate weighted by its probability relative to the best."""
-    if len(texts) <= 2:
-        return 0  # with two candidates, agreement is symmetric: keep the more probable one
-    top = max(log_probs)
-    weights = [math.exp(score - top) for score in log_probs]
-    grams = [char_ngrams(text) for text in texts]
-
-    def expected(i: int) -> float:  # self-agreement is 1: a far more probable candidate keeps its lead
-        return weights[i] + sum(weights[j] * agreement(grams[i], grams[j]) for j in range(len(texts)) if j != i)
-
-    return max(range(len(texts)), key=expected)
