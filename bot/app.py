@@ -154,7 +154,7 @@ async def run_app(settings: Settings) -> int:
     # Decoding in its own process: the chat clients' Python on this loop would otherwise slow it
     # down (they share the GIL), and it never stalls the loop.
     engine = ProcessEngine.from_dir(serving_model(settings, database), settings.decode_config(),
-                                    threads=settings.torch_threads or 1)
+                                    threads=settings.torch_threads or 1, workers=settings.decode_workers)
     metrics = wire_metrics(engine)
     service = build_service(settings, engine, database, metrics)
     learning = build_learning(settings, database, engine, service)

@@ -49,7 +49,7 @@ async def bench_serve(settings: Settings, platform: str, *, chats: int = 64, sec
     with tempfile.TemporaryDirectory() as scratch:
         database = open_database(f"sqlite:///{Path(scratch) / 'serve.db'}")
         engine = await asyncio.to_thread(ProcessEngine.from_dir, model, settings.decode_config(),
-                                         threads=settings.torch_threads or 1)
+                                         threads=settings.torch_threads or 1, workers=settings.decode_workers)
         metrics = wire_metrics(engine)
         service = ChatService(engine, database, Permissions({}), metrics=metrics)
         try:

@@ -22,6 +22,8 @@ class Settings(BaseSettings):
     model_dir: Path | None = None
     default_train_seconds: float = Field(150.0, gt=0)
     torch_threads: int | None = Field(None, ge=1)
+    # Batches the bot's decoding process decodes at once, one thread each.
+    decode_workers: int = Field(2, ge=1)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
 
     # Platforms: an adapter starts when its token is set; the terminal chat when none is.

@@ -7,7 +7,7 @@ An empty source (a prompt that tokenizes to nothing) gets an empty reply without
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
 import torch
@@ -23,38 +23,63 @@ Scored = tuple[float, list[int]]  # (length-normalised log-probability, reply id
 _NEVER = [i for i in range(len(SPECIAL_TOKENS)) if i != EOS_ID]  # <pad> <go> <unk> <sep>
 
 
-@torch.inference_mode()
 def generate(model: Seq2Seq, sources: Sequence[Sequence[int]], config: DecodeConfig) -> list[list[int]]:
     """One reply per source, as ids without <go> or <eos>."""
-    if config.strategy == "beam" and config.beam_width > 1:
-        return [hypotheses[0][1] if hypotheses else [] for hypotheses in candidates(model, sources, config)]
-    return _search_non_empty(model, sources, config, _step_by_step)
+    return _collect(len(sources), generate_as_done(model, sources, config))
 
 
-@torch.inference_mode()
 def candidates(model: Seq2Seq, sources: Sequence[Sequence[int]], config: DecodeConfig) -> list[list[Scored]]:
     """Beam search's n-best list for each source, best first (empty for an empty source)."""
-    return _search_non_empty(model, sources, config, _beam)
+    return _collect(len(sources), candidates_as_done(model, sources, config))
 
 
 Result = TypeVar("Result", list[int], list[Scored])
-Search = Callable[[Seq2Seq, Memory, State, Tensor, DecodeConfig, int], list[Result]]
+# What finished at one step of a search: (index of the source, its result) pairs.
+Finished = list[tuple[int, Result]]
+Search = Callable[[Seq2Seq, Memory, State, Tensor, DecodeConfig, int], Iterator[Finished[Result]]]
+
+
+@torch.inference_mode()
+def generate_as_done(model: Seq2Seq, sources: Sequence[Sequence[int]],
+                     config: DecodeConfig) -> Iterator[Finished[list[int]]]:
+    """generate(), handing over each reply at the step it ends: a short reply need not wait for
+    the longest one of its batch."""
+    if config.strategy == "beam" and config.beam_width > 1:
+        for finished in candidates_as_done(model, sources, config):
+            yield [(index, hypotheses[0][1] if hypotheses else []) for index, hypotheses in finished]
+        return
+    yield from _search_non_empty(model, sources, config, _step_by_step)
+
+
+@torch.inference_mode()
+def candidates_as_done(model: Seq2Seq, sources: Sequence[Sequence[int]],
+                       config: DecodeConfig) -> Iterator[Finished[list[Scored]]]:
+    """candidates(), handing over each source's n-best list at the step its search ends."""
+    yield from _search_non_empty(model, sources, config, _beam)
+
+
+def _collect(count: int, steps: Iterator[Finished[Result]]) -> list[Result]:
+    results: list[Result] = [[] for _ in range(count)]
+    for finished in steps:
+        for index, result in finished:
+            results[index] = result
+    return results
 
 
 def _search_non_empty(model: Seq2Seq, sources: Sequence[Sequence[int]], config: DecodeConfig,
-                      search: Search[Result]) -> list[Result]:
-    """Encode the non-empty sources once and run search on them; an empty source gets []."""
-    results: list[Result] = [[] for _ in sources]
+                      search: Search[Result]) -> Iterator[Finished[Result]]:
+    """Encode the non-empty sources once and run search on them; an empty source gets [] at once."""
     live = [i for i, source in enumerate(sources) if source]
+    if len(live) < len(sources):
+        yield [(i, []) for i, source in enumerate(sources) if not source]
     if not live:
-        return results
+        return
     limit = model.config.max_source_tokens
     src = _pad([list(sources[i])[-limit:] for i in live])  # [B, S]
     memory, state = model.encode(src, (src != PAD_ID).sum(dim=1))
     max_length = min(config.max_length, model.config.max_target_tokens)
-    for index, result in zip(live, search(model, memory, state, src, config, max_length), strict=True):
-        results[index] = result
-    return results
+    for finished in search(model, memory, state, src, config, max_length):
+        yield [(live[row], result) for row, result in finished]
 
 
 def _pad(rows: Sequence[Sequence[int]]) -> Tensor:
@@ -92,7 +117,7 @@ def _strip(row: list[int]) -> list[int]:
 
 def _step_by_step(
     model: Seq2Seq, memory: Memory, state: State, src: Tensor, config: DecodeConfig, max_length: int
-) -> list[list[int]]:
+) -> Iterator[Finished[list[int]]]:
     """Greedy (argmax) or sampling (temperature, top-k, top-p), one token per step for all rows.
 
     A row that has produced <eos> leaves the batch, so that the steps after it decode only the
@@ -119,14 +144,15 @@ def _step_by_step(
             else:
                 replies[row].append(token)
         if ended:
+            yield [(rows[p], replies[rows[p]]) for p in ended]
             if len(ended) == len(rows):
-                break
+                return
             gone = set(ended)
             keep = torch.tensor([p for p in range(len(rows)) if p not in gone])
             rows = [rows[p] for p in keep.tolist()]
             tokens, generated, src = tokens[keep], generated[keep], src[keep]
             memory, state = memory.select(keep), _select_rows(state, keep)
-    return replies
+    yield [(row, replies[row]) for row in rows]  # cut at max_length
 
 
 def _sample(logits: Tensor, config: DecodeConfig, generator: torch.Generator | None) -> Tensor:
@@ -154,7 +180,7 @@ def _length_penalty(length: int, alpha: float) -> float:
 
 def _beam(
     model: Seq2Seq, memory: Memory, state: State, src: Tensor, config: DecodeConfig, max_length: int
-) -> list[list[Scored]]:
+) -> Iterator[Finished[list[Scored]]]:
     """Each prompt's finished hypotheses, best (length-normalised log-probability) first.
 
     A prompt whose search is over leaves the batch with its K rows, as in greedy decoding.
@@ -202,8 +228,10 @@ def _beam(
                     kept += 1
             if len(found) >= K or kept == 0:
                 over.add(a)
+        if over:
+            yield [(alive[a], _best_first(hypotheses[alive[a]])) for a in sorted(over)]
         if len(over) == A:
-            break
+            return
         reorder = (torch.arange(A).unsqueeze(1) * width + torch.tensor(next_beams)).view(-1)  # [A*K]
         tokens, scores = torch.tensor(next_tokens).view(-1), torch.tensor(next_scores)  # [A*K], [A, K]
         generated = torch.cat([generated[reorder], tokens.view(-1, 1)], dim=1)  # [A*K, t+1]
@@ -221,4 +249,8 @@ def _beam(
         history = generated.tolist()
         for a, (b, row_scores) in enumerate(zip(alive, scores.tolist(), strict=True)):
             hypotheses[b] += [(s / penalty, history[a * width + k]) for k, s in enumerate(row_scores) if s > NEG_INF]
-    return [sorted(((score, _strip(ids)) for score, ids in h), key=lambda item: -item[0]) for h in hypotheses]
+        yield [(b, _best_first(hypotheses[b])) for b in alive]
+
+
+def _best_first(hypotheses: list[Scored]) -> list[Scored]:
+    return sorted(((score, _strip(ids)) for score, ids in hypotheses), key=lambda item: -item[0])

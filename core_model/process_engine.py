@@ -15,12 +15,15 @@ import logging
 import multiprocessing
 import queue
 import threading
-from collections.abc import Callable
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
-from core_model.checkpoint import CheckpointError
+from core_model.checkpoint import CheckpointError, LoadedModel
 from core_model.config import DecodeConfig
 from core_model.engine import EngineStats, settle_future
 
@@ -32,14 +35,14 @@ START_TIMEOUT_S = 120.0
 
 class ProcessEngine:
     def __init__(self, path: Path | str, decode: DecodeConfig | None = None, *, max_batch: int = 64,
-                 max_wait_ms: float = 2.0, threads: int | None = 1) -> None:
+                 max_wait_ms: float = 2.0, threads: int | None = 1, workers: int = 1) -> None:
         self.decode = decode or DecodeConfig()
         self.stats = EngineStats()
         # Called on the reader thread with each batch's size; must be quick and thread-safe.
         self.batch_observers: list[Callable[[int], None]] = []
         self._path = Path(path)
         self._metrics: dict[str, Any] = {}
-        self._options = (max_batch, max_wait_ms / 1000, threads)
+        self._options = (max_batch, max_wait_ms / 1000, threads, workers)
         context = multiprocessing.get_context("spawn")
         self._requests: multiprocessing.Queue[Any] = context.Queue()
         self._results: multiprocessing.Queue[Any] = context.Queue()
@@ -121,14 +124,15 @@ class ProcessEngine:
         """Reader thread: settle futures as the child's answers arrive."""
         while True:
             kind, *rest = self._results.get()
-            if kind == "batch":
-                answers, size = rest
+            if kind == "answers":
                 with self._lock:
                     settled = [(self._pending.pop(request_id), text, error)
-                               for request_id, text, error in answers]
+                               for request_id, text, error in rest[0]]
                 for (future, loop), text, error in settled:
                     failure = RuntimeError(error) if error is not None else None
                     loop.call_soon_threadsafe(settle_future, future, text, failure)
+            elif kind == "batch":
+                size = rest[0]
                 self.stats.batches += 1
                 self.stats.replies += size
                 self.stats.largest_batch = max(self.stats.largest_batch, size)
@@ -156,16 +160,11 @@ def _resolve(future: asyncio.Future[None], error: BaseException | None) -> None:
             future.set_exception(error)
 
 
-def _serve(path: str, max_batch: int, max_wait: float, threads: int | None,
+def _serve(path: str, max_batch: int, max_wait: float, threads: int | None, workers: int,
            requests: multiprocessing.Queue[Any], results: multiprocessing.Queue[Any]) -> None:
     """The child: load the model, then decode micro-batches until told to stop."""
-    import time
-    from collections import defaultdict
-
     import torch
 
-    from core_model.batching import source_ids
-    from core_model.replies import reply_texts
     from core_model.serving import keep_collector_off_live_objects, load_for_serving
 
     torch.set_num_threads(threads or 1)
@@ -176,42 +175,31 @@ def _serve(path: str, max_batch: int, max_wait: float, threads: int | None,
         return
     keep_collector_off_live_objects()
     results.put(("ready", path, live.metrics))
-    control: tuple[Any, ...] | None = None
+    # Each worker decodes one batch at a time (tensor operations release the GIL, so two run side
+    # by side on two cores). A batch is gathered only when a worker is free, so under load the
+    # requests that queue meanwhile make one large batch rather than many small ones.
+    free = threading.Semaphore(workers)
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="decode")
+
+    def decode_batch(model: LoadedModel, batch: list[tuple[Any, ...]]) -> None:
+        try:
+            for answers in _answer(model, batch):  # each reply goes back as soon as it is complete
+                results.put(("answers", answers))
+            results.put(("batch", len(batch)))
+        finally:
+            free.release()
+
     while True:
-        first = requests.get()
-        batch, control = [], None
-        if first[0] == "reply":
-            batch.append(first)
-            deadline = time.perf_counter() + max_wait
-            while len(batch) < max_batch:
-                try:
-                    item = requests.get(timeout=max(deadline - time.perf_counter(), 0))
-                except queue.Empty:
-                    break
-                if item[0] != "reply":
-                    control = item
-                    break
-                batch.append(item)
-        else:
-            control = first
+        free.acquire()
+        batch, control = _gather(requests, max_batch, max_wait)
         if batch:
-            groups: dict[DecodeConfig, list[tuple[Any, ...]]] = defaultdict(list)
-            for item in batch:
-                groups[item[4]].append(item)
-            answers: list[tuple[int, str | None, str | None]] = []
-            for decode, group in groups.items():
-                try:
-                    limit = live.model.config.max_source_tokens
-                    sources = [source_ids(live.tokenizer, item[2], item[3], limit) for item in group]
-                    texts = reply_texts(live.model, live.tokenizer, sources, decode)
-                    answers.extend((item[1], text, None) for item, text in zip(group, texts, strict=True))
-                except Exception as error:  # fail these requests, not the process
-                    log.exception("decoding failed for a batch of %d", len(group))
-                    answers.extend((item[1], None, f"decoding failed: {error}") for item in group)
-            results.put(("batch", answers, len(batch)))
+            pool.submit(decode_batch, live, batch)
+        else:
+            free.release()
         if control is None:
             continue
         if control[0] == _STOP:
+            pool.shutdown(wait=True)  # the batches already taken are answered first
             results.put(("stopped",))
             return
         if control[0] == "swap":
@@ -221,3 +209,48 @@ def _serve(path: str, max_batch: int, max_wait: float, threads: int | None,
                 results.put(("swapped", control[1], live.metrics))
             except CheckpointError as error:
                 results.put(("swap_failed", control[1], str(error)))
+
+
+def _gather(requests: multiprocessing.Queue[Any], max_batch: int,
+            max_wait: float) -> tuple[list[tuple[Any, ...]], tuple[Any, ...] | None]:
+    """The next batch of reply requests (those arriving within max_wait of the first), and the
+    control message (swap, stop) that ended it, if one did."""
+    first = requests.get()
+    if first[0] != "reply":
+        return [], first
+    batch = [first]
+    deadline = time.perf_counter() + max_wait
+    while len(batch) < max_batch:
+        try:
+            item = requests.get(timeout=max(deadline - time.perf_counter(), 0))
+        except queue.Empty:
+            break
+        if item[0] != "reply":
+            return batch, item
+        batch.append(item)
+    return batch, None
+
+
+Answer = tuple[int, str | None, str | None]  # (request id, reply, error)
+
+
+def _answer(live: LoadedModel, batch: list[tuple[Any, ...]]) -> Iterator[list[Answer]]:
+    """The batch's answers, as they are complete; requests with other decode settings decode apart."""
+    from core_model.batching import source_ids
+    from core_model.replies import reply_texts_as_done
+
+    groups: dict[DecodeConfig, list[tuple[Any, ...]]] = defaultdict(list)
+    for item in batch:
+        groups[item[4]].append(item)
+    for decode, group in groups.items():
+        answered: set[int] = set()
+        try:
+            limit = live.model.config.max_source_tokens
+            sources = [source_ids(live.tokenizer, item[2], item[3], limit) for item in group]
+            for finished in reply_texts_as_done(live.model, live.tokenizer, sources, decode):
+                answered.update(index for index, _ in finished)
+                yield [(group[index][1], text, None) for index, text in finished]
+        except Exception as error:  # fail these requests, not the process
+            log.exception("decoding failed for a batch of %d", len(group))
+            yield [(item[1], None, f"decoding failed: {error}") for index, item in enumerate(group)
+                   if index not in answered]

@@ -4,13 +4,14 @@ import pytest
 import torch
 
 from core_model.config import DecodeConfig
-from core_model.decoding import generate
+from core_model.decoding import generate, generate_as_done
 from core_model.model import Seq2Seq
 from core_model.row_ops import argmax_rows, topk_rows
 from core_model.tokenizer import EOS_ID, Tokenizer
 from tests.conftest import PAIRS, TINY_MODEL
 
 GREEDY = DecodeConfig(strategy="greedy", no_repeat_ngram=0)
+BEAM = DecodeConfig(strategy="beam", beam_width=3, no_repeat_ngram=0)
 
 
 def _sources(tokenizer: Tokenizer) -> list[list[int]]:
@@ -121,3 +122,17 @@ def test_topk_rows_gives_topks_values_at_the_indices_it_names(vocab: int) -> Non
     assert torch.equal(values, scores.topk(10, dim=-1).values)
     assert torch.equal(scores.gather(1, indices), values)  # each index holds its value...
     assert all(len(set(row)) == 10 for row in indices.tolist())  # ...and no index is named twice
+
+
+@pytest.mark.parametrize("config", [GREEDY, BEAM], ids=["greedy", "beam"])
+def test_replies_are_handed_over_as_they_end_each_once(trained: Seq2Seq, tokenizer: Tokenizer,
+                                                       config: DecodeConfig) -> None:
+    sources = [*_sources(tokenizer), []]
+    steps = list(generate_as_done(trained, sources, config))
+    handed = [index for finished in steps for index, _ in finished]
+    assert sorted(handed) == list(range(len(sources)))  # every source once
+    assert dict(pair for finished in steps for pair in finished) == dict(enumerate(generate(trained, sources, config)))
+    if config.strategy == "greedy":  # a reply ends at the step after its last token: shorter ones first
+        lengths = [len(reply) for finished in steps[1:] for _, reply in finished]
+        assert lengths == sorted(lengths) and lengths[0] < lengths[-1]
+    assert steps[0] == [(len(sources) - 1, [])]  # the empty source at once, before any decoding

@@ -17,9 +17,9 @@ GREEDY = DecodeConfig(strategy="greedy", no_repeat_ngram=0)
 PROMPTS = ["hello there", "안녕하세요", "how are you?", "배고파", "😀 hi", ""]
 
 
-@pytest.fixture
-async def engine(model_dir: Path) -> AsyncIterator[ProcessEngine]:
-    process_engine = await asyncio.to_thread(ProcessEngine.from_dir, model_dir, GREEDY)
+@pytest.fixture(params=[1, 2], ids=["one worker", "two workers"])
+async def engine(model_dir: Path, request: pytest.FixtureRequest) -> AsyncIterator[ProcessEngine]:
+    process_engine = await asyncio.to_thread(ProcessEngine.from_dir, model_dir, GREEDY, workers=request.param)
     yield process_engine
     await process_engine.close()
 
