@@ -23,7 +23,7 @@ import torch
 from core_model.batching import source_ids
 from core_model.checkpoint import LoadedModel
 from core_model.config import DecodeConfig
-from core_model.replies import reply_texts
+from core_model.replies import reply_texts_as_done
 from core_model.serving import keep_collector_off_live_objects, load_for_serving
 
 log = logging.getLogger(__name__)
@@ -135,17 +135,20 @@ class InferenceEngine:
         for request in requests:
             groups[request.decode].append(request)
         for decode, group in groups.items():
+            answered: set[int] = set()
             try:
                 limit = live.model.config.max_source_tokens
                 sources = [source_ids(live.tokenizer, r.prompt, r.context, limit) for r in group]
-                replies = reply_texts(live.model, live.tokenizer, sources, decode)
+                # Each reply is delivered as soon as it is complete, while the longer ones decode on.
+                for finished in reply_texts_as_done(live.model, live.tokenizer, sources, decode):
+                    for index, text in finished:
+                        answered.add(index)
+                        group[index].loop.call_soon_threadsafe(settle_future, group[index].future, text, None)
             except Exception as error:  # a decoding bug must fail these requests, not the worker
                 log.exception("decoding failed for a batch of %d", len(group))
-                for request in group:
-                    request.loop.call_soon_threadsafe(settle_future, request.future, None, error)
-                continue
-            for request, text in zip(group, replies, strict=True):
-                request.loop.call_soon_threadsafe(settle_future, request.future, text, None)
+                for index, request in enumerate(group):
+                    if index not in answered:
+                        request.loop.call_soon_threadsafe(settle_future, request.future, None, error)
         self.stats.batches += 1
         self.stats.replies += len(requests)
         self.stats.largest_batch = max(self.stats.largest_batch, len(requests))
