@@ -29,9 +29,9 @@ from core_model.training import make_optimizer, train_step
 WARMUP_STEPS = 3
 
 
-def bench_train(args: argparse.Namespace) -> dict[str, Any]:
+def bench_train(args: argparse.Namespace, threads: int | None = None) -> dict[str, Any]:
     """Time `--steps` optimizer steps on length-bucketed batches of the data, after a warm-up."""
-    model_config, train_config = train_configs(args)
+    model_config, train_config = train_configs(args, threads)
     if train_config.threads:
         torch.set_num_threads(train_config.threads)
     torch.manual_seed(train_config.seed)

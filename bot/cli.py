@@ -69,8 +69,11 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
                         help="bf16 autocast (default: when the CPU supports it natively)")
     parser.add_argument("--train-seed", type=int, dest="train_seed")
 
-def train_configs(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
+def train_configs(args: argparse.Namespace, threads: int | None = None) -> tuple[ModelConfig, TrainConfig]:
+    """The preset with the options given; `threads` (the TORCH_THREADS setting) unless --threads."""
     model, training = PRESETS[args.preset]
+    if threads is not None:
+        training = replace(training, threads=threads)
     model = replace(model, **_given(args, ("hidden_size", "embedding_dim", "num_layers", "vocab_size",  # type: ignore[arg-type]
                                            "cell", "attention", "dropout")))
     training = replace(training, **_given(args, ("batch_size", "learning_rate", "max_epochs",  # type: ignore[arg-type]

@@ -54,7 +54,7 @@ def reply(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def train(args: argparse.Namespace, settings: Settings) -> int:
-    model_config, train_config = train_configs(args)
+    model_config, train_config = train_configs(args, settings.torch_threads)
     pairs = load_pairs(args.data)
     if args.valid:
         train_pairs, valid_pairs = pairs, load_pairs(args.valid)
@@ -101,7 +101,7 @@ def bench(args: argparse.Namespace, settings: Settings) -> int:
         from bot import benchmarking
 
         if args.bench == "train":
-            result = benchmarking.bench_train(args)
+            result = benchmarking.bench_train(args, settings.torch_threads)
         else:
             model = args.model or settings.active_model_dir
             result = benchmarking.bench_infer(model, settings.decode_config(), args.concurrency, args.prompts)

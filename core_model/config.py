@@ -56,6 +56,9 @@ class TrainConfig:
     warmup_steps: int = 200
     min_lr_ratio: float = 0.05  # cosine decay ends at this share of the peak rate
     label_smoothing: float = 0.1
+    # Share of prompt tokens replaced by <unk> in each training batch: the encoder cannot lean on
+    # any single token, so a prompt worded differently from the ones trained on reads alike.
+    source_token_dropout: float = 0.0
     grad_clip: float = 1.0
     max_epochs: int = 100
     max_steps: int | None = None

@@ -15,7 +15,7 @@ from core_model.batching import Batch, Example, make_batches
 from core_model.config import TrainConfig
 from core_model.model import Seq2Seq
 from core_model.numerics import autocast, keep_freed_memory, use_bf16
-from core_model.tokenizer import PAD_ID
+from core_model.tokenizer import PAD_ID, UNK_ID
 
 
 @dataclass(frozen=True)
@@ -107,8 +107,12 @@ def make_optimizer(model: Seq2Seq, config: TrainConfig) -> torch.optim.AdamW:
 def train_step(model: Seq2Seq, optimizer: torch.optim.Optimizer, batch: Batch, config: TrainConfig,
                bf16: bool) -> float:
     """One teacher-forced forward, backward, clip and update; returns the batch loss."""
+    src = batch.src
+    if config.source_token_dropout > 0:
+        dropped = (torch.rand(src.shape) < config.source_token_dropout) & (src != PAD_ID)
+        src = src.masked_fill(dropped, UNK_ID)
     with autocast(bf16):
-        _, loss = model(batch.src, batch.src_lengths, batch.tgt_in, batch.targets, config.label_smoothing)
+        _, loss = model(src, batch.src_lengths, batch.tgt_in, batch.targets, config.label_smoothing)
     assert loss is not None
     optimizer.zero_grad(set_to_none=True)
     loss.backward()

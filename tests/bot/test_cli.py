@@ -133,3 +133,12 @@ def test_retrain_models_and_rollback_commands(trained_dir: Path, tmp_path: Path)
     assert [line.split()[:2] for line in listing] == [["v0001", "retired"], ["v0002", "active"]]
     assert chatbot("rollback", cwd=tmp_path).stdout.strip() == "Rolled back: v0001 answers now."
     assert chatbot("models", cwd=tmp_path).stdout.split()[:2] == ["v0001", "active"]
+
+
+@pytest.mark.parametrize(("option", "setting", "threads"), [([], 3, 3), (["--threads", "1"], 3, 1), ([], None, None)])
+def test_training_threads_come_from_the_option_then_the_setting(option: list[str], setting: int | None,
+                                                                 threads: int | None) -> None:
+    from bot.cli import build_parser, train_configs
+
+    args = build_parser().parse_args(["train", "--data", "pairs.tsv", "--out", "model", *option])
+    assert train_configs(args, setting)[1].threads == threads

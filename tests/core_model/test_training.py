@@ -3,11 +3,11 @@ from pathlib import Path
 
 import torch
 
-from core_model.batching import encode_pairs
+from core_model.batching import collate, encode_pairs
 from core_model.config import TrainConfig
 from core_model.model import Seq2Seq
-from core_model.tokenizer import Tokenizer
-from core_model.training import Callbacks, EvalStats, train
+from core_model.tokenizer import PAD_ID, UNK_ID, Tokenizer
+from core_model.training import Callbacks, EvalStats, make_optimizer, train, train_step
 from tests.conftest import PAIRS, TINY_MODEL
 
 
@@ -51,3 +51,28 @@ def test_fit_scores_epochs_by_the_chrf_of_greedy_replies(tmp_path: Path, tiny_tr
     config = replace(tiny_train_config, max_steps=None, max_epochs=3, select_by="reply_chrf")
     fit(PAIRS, PAIRS, TINY_MODEL, config, tmp_path / "m", Callbacks(on_eval=evals.append))
     assert len(evals) == 3 and all(e.reply_chrf is not None and 0 <= e.reply_chrf <= 100 for e in evals)
+
+
+def test_source_token_dropout_hides_prompt_tokens_from_training_only(tokenizer: Tokenizer,
+                                                                     tiny_train_config: TrainConfig) -> None:
+    model = _model(tokenizer)
+    examples = encode_pairs(PAIRS * 8, tokenizer, model.config)
+    batch = collate(examples)
+    seen: list[torch.Tensor] = []
+    forward = model.forward
+
+    def spy(src: torch.Tensor, *args: object, **kwargs: object) -> object:
+        seen.append(src)
+        return forward(src, *args, **kwargs)  # type: ignore[arg-type]
+
+    model.forward = spy  # type: ignore[method-assign]
+    optimizer = make_optimizer(model, tiny_train_config)
+    torch.manual_seed(0)
+    train_step(model, optimizer, batch, replace(tiny_train_config, source_token_dropout=0.3), bf16=False)
+    train_step(model, optimizer, batch, tiny_train_config, bf16=False)
+    dropped, untouched = seen
+    real = batch.src != PAD_ID
+    hidden = (dropped == UNK_ID) & real
+    assert 0.15 < hidden.sum() / real.sum() < 0.45  # about the share asked for
+    assert torch.equal(dropped[~hidden], batch.src[~hidden])  # padding and the rest are kept
+    assert torch.equal(untouched, batch.src)  # with no dropout the prompt is read as it is
