@@ -164,6 +164,5 @@ class ChatService:
             return get_chattiness(session, platform=message.platform, external_id=message.chat_id)
 
 
-
 def _addressed(message: IncomingMessage) -> bool:
     return message.chat_kind == "private" or message.mentions_bot or message.replies_to_bot

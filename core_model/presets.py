@@ -12,7 +12,7 @@ PRESETS: dict[str, tuple[ModelConfig, TrainConfig]] = {
     "default": (
         ModelConfig(vocab_size=8000, embedding_dim=256, hidden_size=256, num_layers=2, dropout=0.1),
         TrainConfig(batch_size=64, learning_rate=2e-3, warmup_steps=200, label_smoothing=0.1, patience=10,
-                    select_by="reply_chrf"),
+                    select_by="reply_chrf", source_token_dropout=0.2),
     ),
     # PyTorch's Chatbot Tutorial: hidden 500, embeddings 500, 2 layers, batch 64, dropout 0.1.
     "tutorial": (

@@ -3,8 +3,9 @@
 In a bot, the event loop thread is busy with the chat clients' Python; a decoding thread in the
 same process then waits for the GIL at every tensor operation (measured: a batch that takes 93 ms
 alone took 323 ms beside a busy loop). A child process decodes at full speed. Requests and
-replies cross as small tuples (text in, text out); the child micro-batches exactly as the thread
-engine does, and a swap is applied between batches, in order, so no request is dropped.
+replies cross as small tuples (text in, text out); the child micro-batches as the thread engine
+does, with `workers` batches decoding side by side, and each reply crosses back as soon as it is
+complete. A swap applies to the batches gathered after it, in order, so no request is dropped.
 """
 
 from __future__ import annotations
