@@ -61,6 +61,9 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dropout", type=float)
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lr", type=float, dest="learning_rate")
+    parser.add_argument("--label-smoothing", type=float)
+    parser.add_argument("--token-dropout", type=float, dest="source_token_dropout",
+                        help="share of prompt tokens replaced by <unk> while training")
     parser.add_argument("--epochs", type=int, dest="max_epochs")
     parser.add_argument("--max-seconds", type=float)
     parser.add_argument("--max-steps", type=int)
@@ -77,7 +80,8 @@ def train_configs(args: argparse.Namespace, threads: int | None = None) -> tuple
     model = replace(model, **_given(args, ("hidden_size", "embedding_dim", "num_layers", "vocab_size",  # type: ignore[arg-type]
                                            "cell", "attention", "dropout")))
     training = replace(training, **_given(args, ("batch_size", "learning_rate", "max_epochs",  # type: ignore[arg-type]
-                                                 "max_seconds", "max_steps", "threads", "bf16")))
+                                                 "max_seconds", "max_steps", "threads", "bf16",
+                                                 "label_smoothing", "source_token_dropout")))
     if args.train_seed is not None:
         training = replace(training, seed=args.train_seed)
     return model, training

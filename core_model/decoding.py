@@ -15,7 +15,7 @@ from torch import Tensor
 
 from core_model.config import DecodeConfig
 from core_model.model import Memory, Seq2Seq, State, _map_state
-from core_model.row_ops import argmax_rows, topk_rows
+from core_model.row_ops import argmax_rows, logsumexp_rows, topk_rows
 from core_model.tokenizer import EOS_ID, GO_ID, PAD_ID, SPECIAL_TOKENS
 
 NEG_INF = float("-inf")
@@ -200,7 +200,7 @@ def _beam(
         logits, state = model.decode_step(tokens, state, memory)  # [A*width, V]
         logits = logits.float()
         # Normalised before the constraints, so a blocked token's probability is dropped, not shared out.
-        norm = torch.logsumexp(logits, dim=-1, keepdim=True)  # [A*width, 1]
+        norm = logsumexp_rows(logits)  # [A*width, 1]
         _constrain(logits, generated, prompts, config)
         # The best 2K continuations of the beams are among each beam's own best 2K.
         best, best_tokens = topk_rows(logits, 2 * K)  # [A*width, 2K]

@@ -142,3 +142,14 @@ def test_training_threads_come_from_the_option_then_the_setting(option: list[str
 
     args = build_parser().parse_args(["train", "--data", "pairs.tsv", "--out", "model", *option])
     assert train_configs(args, setting)[1].threads == threads
+
+
+def test_regularisation_options_override_the_preset() -> None:
+    from bot.cli import build_parser, train_configs
+
+    parser = build_parser()
+    given = parser.parse_args(["train", "--data", "p.tsv", "--out", "m", "--label-smoothing", "0", "--token-dropout", "0.4"])
+    default = parser.parse_args(["train", "--data", "p.tsv", "--out", "m"])
+    training, preset = train_configs(given)[1], train_configs(default)[1]
+    assert (training.label_smoothing, training.source_token_dropout) == (0.0, 0.4)
+    assert (preset.label_smoothing, preset.source_token_dropout) == (0.1, 0.2)
