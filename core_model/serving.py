@@ -23,11 +23,12 @@ from core_model.checkpoint import LoadedModel
 from core_model.model import Seq2Seq
 
 
-def packed_for_serving(model: Seq2Seq) -> Seq2Seq:
-    """A copy of model in eval mode with its linear layers and RNNs packed as fp16 weights."""
+def packed_for_serving(model: Seq2Seq, *, in_place: bool = False) -> Seq2Seq:
+    """model in eval mode with its linear layers and RNNs packed as fp16 weights: a copy, unless
+    in_place (the caller has no further use for the fp32 model, and memory is saved)."""
+    serving = (model if in_place else copy.deepcopy(model)).eval()
     if "fbgemm" not in torch.backends.quantized.supported_engines:
-        return copy.deepcopy(model).eval()  # no packed kernels on this CPU: serve in fp32
-    serving = copy.deepcopy(model).eval()
+        return serving  # no packed kernels on this CPU: serve in fp32
     output = nn.Linear(model.config.embedding_dim, model.config.vocab_size)
     output.weight = nn.Parameter(serving.embedding.weight.detach().clone(), requires_grad=False)
     output.bias = nn.Parameter(serving.output_bias.detach().clone(), requires_grad=False)
@@ -42,7 +43,7 @@ def packed_for_serving(model: Seq2Seq) -> Seq2Seq:
 def load_for_serving(path: Path | str) -> LoadedModel:
     """A model folder loaded (errors name the bad file) and packed for decoding."""
     loaded = checkpoint.load(path)
-    return replace(loaded, model=packed_for_serving(loaded.model))
+    return replace(loaded, model=packed_for_serving(loaded.model, in_place=True))
 
 
 def keep_collector_off_live_objects() -> None:
