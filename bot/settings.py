@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     # Messages older than this many days are deleted; 0 keeps everything.
     retention_days: float = Field(0.0, ge=0)
 
-    decode_strategy: Literal["greedy", "beam", "sample"] = "beam"
+    decode_strategy: Literal["greedy", "beam", "sample"] = "greedy"
     beam_width: int = Field(5, ge=1, le=32)
     length_penalty: float = Field(1.0, ge=0)
     rerank: Rerank = "consensus"

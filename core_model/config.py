@@ -76,7 +76,10 @@ class TrainConfig:
 class DecodeConfig:
     """How replies are generated from the model's distributions."""
 
-    strategy: Strategy = "beam"
+    # Greedy by default: on held-out Korean it scored chrF 14.4 against 12.1 for beam search of 5
+    # with consensus (beam search favours the safe replies the model has seen most), in a third of
+    # the time.
+    strategy: Strategy = "greedy"
     beam_width: int = 5
     length_penalty: float = 1.0  # GNMT alpha: 0 favours short replies, larger favours longer
     min_length: int = 1
