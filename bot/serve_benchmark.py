@@ -30,6 +30,7 @@ from bot.permissions import Permissions
 from bot.service import ChatService
 from bot.settings import Settings
 from core_model.process_engine import ProcessEngine
+from core_model.serving import keep_collector_off_live_objects
 from storage.models import Message
 
 PROMPTS = ["안녕하세요", "오늘 날씨 어때?", "hello there", "what are you doing?", "배고파", "good morning",
@@ -55,6 +56,7 @@ async def bench_serve(settings: Settings, platform: str, *, chats: int = 64, sec
         try:
             port = await asyncio.to_thread(ours.recv)
             async with _bot(platform, service, port):
+                keep_collector_off_live_objects()  # as `chatbot run` does once its adapters are up
                 ours.send("go")
                 latencies, sent = await asyncio.to_thread(ours.recv)
             ours.send("done")
