@@ -58,7 +58,9 @@ class AiohttpRequest(BaseRequest):
             sock_read=_given(read_timeout, UPLOAD_TIMEOUT_S if uploads else DEFAULT_TIMEOUT_S))
         try:
             body, content_type = _body(request_data)
-            headers = {"User-Agent": self.USER_AGENT, **({"Content-Type": content_type} if content_type else {})}
+            headers = {"User-Agent": self.USER_AGENT}
+            if content_type:
+                headers["Content-Type"] = content_type
             async with self._session.request(method, url, data=body, timeout=timeout,
                                              headers=headers) as response:
                 return response.status, await response.read()
