@@ -71,6 +71,7 @@ class LearningOptions:
     max_empty_rate: float = 0.34
     max_repeat_rate: float = 0.34
     train_seconds: float = 120.0
+    train_steps: int | None = None  # a step budget as well, for runs that must not depend on the machine's speed
     threads: int = 1
     keep_versions: int = 10  # rejected and retired versions beyond this many are deleted, oldest first
     lease_ttl: timedelta = timedelta(minutes=5)
@@ -201,7 +202,8 @@ class LearningService:
             out = self.options.models_root / name
             job = RetrainJob(base=Path(active.folder), train_tsv=Path(scratch) / "train.tsv",
                              valid_tsv=Path(scratch) / "valid.tsv", out=out,
-                             max_seconds=self.options.train_seconds, threads=self.options.threads, full=full)
+                             max_seconds=self.options.train_seconds, max_steps=self.options.train_steps,
+                             threads=self.options.threads, full=full)
             figures = await self._train_in_child(run_id, job)
         promoted, why = self._gate(figures)
         status = VersionStatus.ACTIVE if promoted else VersionStatus.REJECTED

@@ -27,6 +27,7 @@ class RetrainJob:
     out: Path  # the candidate folder to write
     max_seconds: float
     threads: int
+    max_steps: int | None = None
     seed: int = 0
     # A rebuild from scratch with a new tokenizer, instead of fine-tuning the active model.
     full: bool = False
@@ -68,8 +69,8 @@ def _train_and_score(job: RetrainJob, messages: multiprocessing.Queue[Any]) -> d
 
     model_config, train_config = PRESETS["default"]
     # the gate compares validation loss, so the kept epoch is the one with the lowest
-    train_config = replace(train_config, select_by="valid_loss", max_seconds=job.max_seconds, threads=job.threads,
-                           seed=job.seed, max_epochs=1000, patience=1000)
+    train_config = replace(train_config, select_by="valid_loss", max_seconds=job.max_seconds,
+                           max_steps=job.max_steps, threads=job.threads, seed=job.seed, max_epochs=1000, patience=1000)
     callbacks = Callbacks(on_step=on_step, on_eval=on_eval)
     if job.full:
         fitted = fit(train_pairs, valid_pairs, model_config, train_config, job.out, callbacks)

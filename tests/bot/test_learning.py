@@ -335,7 +335,8 @@ async def test_a_promoted_model_answers_with_what_the_chats_taught_it(database: 
     lesson = [Pair(prompt, taught)]
     base = engine.model_path
     before = await engine.reply(prompt)
-    outcome = await learning(database, engine, tmp_path, train_seconds=5).retrain(RunTrigger.CLI)
+    # a step budget, not a time budget: a busy machine must not make the lesson shorter
+    outcome = await learning(database, engine, tmp_path, train_seconds=120, train_steps=150).retrain(RunTrigger.CLI)
     assert outcome.status == "promoted", outcome.message
     assert await engine.reply(prompt) != before  # the live model answers differently...
     # ...because it has learnt the lesson: the taught reply became far more probable
