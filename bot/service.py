@@ -75,22 +75,35 @@ class ChatService:
         started = time.perf_counter()
         self.metrics.messages_seen.labels(message.platform).inc()
         text = normalize(message.text[:MAX_INPUT_CHARS])
-        logged = await self.database.write(
-            log_incoming, platform=message.platform, chat_id=message.chat_id,
-            chat_kind=ChatKind(message.chat_kind), chat_title=message.chat_title, author_id=message.user_id,
-            author_name=message.user_name, message_id=message.message_id, text=text,
-            created_at=message.sent_at, reply_to_message_id=message.reply_to_id, thread_id=message.thread_id)
+        command = parse_command(text)
+        # A message addressed to the bot will be answered (unless logging finds it a redelivery), so
+        # its decode runs while it is logged: the reply waits for the slower of the two, not both.
+        early = (asyncio.ensure_future(self.engine.reply(text))
+                 if command is None and text and _addressed(message) else None)
+        try:
+            logged = await self.database.write(
+                log_incoming, platform=message.platform, chat_id=message.chat_id,
+                chat_kind=ChatKind(message.chat_kind), chat_title=message.chat_title, author_id=message.user_id,
+                author_name=message.user_name, message_id=message.message_id, text=text,
+                created_at=message.sent_at, reply_to_message_id=message.reply_to_id, thread_id=message.thread_id)
+        except BaseException:
+            if early is not None:
+                early.cancel()
+            raise
         if logged.duplicate:  # the platform delivered it again: it was handled the first time
+            if early is not None:
+                early.cancel()
             log.info("ignoring redelivered message %s in %s:%s", message.message_id, message.platform,
                      message.chat_id)
             return None
-        command = parse_command(text)
         if command is not None:
             answer = await self._command(message, logged, *command)
         elif not text:  # nothing the model could read: say so, if the message was for the bot
             if not _addressed(message):
                 return None
             answer = EMPTY_INPUT
+        elif early is not None:
+            answer = await early or NO_REPLY
         elif await self._should_answer(message):
             answer = await self.engine.reply(text) or NO_REPLY
         else:

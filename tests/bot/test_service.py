@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
+import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -184,3 +186,21 @@ async def test_a_redelivered_message_is_answered_once(service: ChatService, data
     assert await service.handle(message) is not None
     assert await service.handle(message) is None
     assert len(logged(database)) == 2
+
+
+async def test_an_addressed_message_is_decoded_while_it_is_being_logged(service: ChatService,
+                                                                          database: Database) -> None:
+    writer_free = threading.Event()
+    database.writer.submit(lambda session: writer_free.wait(10))  # the log write has to queue behind this
+    handling = asyncio.create_task(service.handle(private("hello there")))
+    engine = service.engine
+    assert isinstance(engine, InferenceEngine)
+    for _ in range(1000):  # until the engine has decoded it
+        if engine.stats.replies:
+            break
+        await asyncio.sleep(0.01)
+    assert engine.stats.replies == 1 and not handling.done()  # decoded, while its log write still waits
+    writer_free.set()
+    reply = await handling
+    assert reply is not None and reply.text == "hi! how are you?"
+    assert logged(database) == [("hello there", False, None), ("hi! how are you?", True, 1)]
