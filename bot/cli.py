@@ -64,6 +64,8 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label-smoothing", type=float)
     parser.add_argument("--token-dropout", type=float, dest="source_token_dropout",
                         help="share of prompt tokens replaced by <unk> while training")
+    parser.add_argument("--token-deletion", type=float, dest="source_token_deletion",
+                        help="share of prompt tokens deleted while training")
     parser.add_argument("--epochs", type=int, dest="max_epochs")
     parser.add_argument("--max-seconds", type=float)
     parser.add_argument("--max-steps", type=int)
@@ -81,7 +83,8 @@ def train_configs(args: argparse.Namespace, threads: int | None = None) -> tuple
                                            "cell", "attention", "dropout")))
     training = replace(training, **_given(args, ("batch_size", "learning_rate", "max_epochs",  # type: ignore[arg-type]
                                                  "max_seconds", "max_steps", "threads", "bf16",
-                                                 "label_smoothing", "source_token_dropout")))
+                                                 "label_smoothing", "source_token_dropout",
+                                                 "source_token_deletion")))
     if args.train_seed is not None:
         training = replace(training, seed=args.train_seed)
     return model, training

@@ -59,6 +59,9 @@ class TrainConfig:
     # Share of prompt tokens replaced by <unk> in each training batch: the encoder cannot lean on
     # any single token, so a prompt worded differently from the ones trained on reads alike.
     source_token_dropout: float = 0.0
+    # Share of prompt tokens deleted outright (the prompt gets shorter): a paraphrase often drops
+    # or adds words rather than changing them in place.
+    source_token_deletion: float = 0.0
     grad_clip: float = 1.0
     max_epochs: int = 100
     max_steps: int | None = None

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 from core_model.batching import Batch, Example, make_batches
 from core_model.config import TrainConfig
@@ -107,18 +108,32 @@ def make_optimizer(model: Seq2Seq, config: TrainConfig) -> torch.optim.AdamW:
 def train_step(model: Seq2Seq, optimizer: torch.optim.Optimizer, batch: Batch, config: TrainConfig,
                bf16: bool) -> float:
     """One teacher-forced forward, backward, clip and update; returns the batch loss."""
-    src = batch.src
+    src, src_lengths = batch.src, batch.src_lengths
+    if config.source_token_deletion > 0:
+        src, src_lengths = delete_tokens(src, config.source_token_deletion)
     if config.source_token_dropout > 0:
         dropped = (torch.rand(src.shape) < config.source_token_dropout) & (src != PAD_ID)
         src = src.masked_fill(dropped, UNK_ID)
     with autocast(bf16):
-        _, loss = model(src, batch.src_lengths, batch.tgt_in, batch.targets, config.label_smoothing)
+        _, loss = model(src, src_lengths, batch.tgt_in, batch.targets, config.label_smoothing)
     assert loss is not None
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
     optimizer.step()
     return float(loss.detach())
+
+
+def delete_tokens(src: Tensor, share: float) -> tuple[Tensor, Tensor]:
+    """src [B, S] padded prompts with each token deleted with probability share (each row keeps
+    its first token at least); the rows are closed up and re-padded. Returns (src, lengths [B])."""
+    keep = (src != PAD_ID) & (torch.rand(src.shape) >= share)
+    keep[:, 0] = True  # every prompt has a first token (lengths are at least 1)
+    order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)  # kept tokens first, in order
+    lengths = keep.sum(dim=1)
+    closed = src.gather(1, order)
+    closed = closed.masked_fill(torch.arange(src.size(1)).unsqueeze(0) >= lengths.unsqueeze(1), PAD_ID)
+    return closed[:, : int(lengths.max())].contiguous(), lengths
 
 
 @torch.no_grad()

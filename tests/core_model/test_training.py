@@ -7,7 +7,7 @@ from core_model.batching import collate, encode_pairs
 from core_model.config import TrainConfig
 from core_model.model import Seq2Seq
 from core_model.tokenizer import PAD_ID, UNK_ID, Tokenizer
-from core_model.training import Callbacks, EvalStats, make_optimizer, train, train_step
+from core_model.training import Callbacks, EvalStats, delete_tokens, make_optimizer, train, train_step
 from tests.conftest import PAIRS, TINY_MODEL
 
 
@@ -76,3 +76,16 @@ def test_source_token_dropout_hides_prompt_tokens_from_training_only(tokenizer: 
     assert 0.15 < hidden.sum() / real.sum() < 0.45  # about the share asked for
     assert torch.equal(dropped[~hidden], batch.src[~hidden])  # padding and the rest are kept
     assert torch.equal(untouched, batch.src)  # with no dropout the prompt is read as it is
+
+
+def test_token_deletion_shortens_prompts_and_keeps_the_order_of_what_is_left() -> None:
+    torch.manual_seed(0)
+    src = torch.tensor([list(range(10, 30)), [40, 41, 42] + [PAD_ID] * 17, [50] + [PAD_ID] * 19])
+    closed, lengths = delete_tokens(src, 0.5)
+    assert lengths.tolist()[2] == 1 and closed.size(1) == int(lengths.max())  # a row keeps its first token
+    for row, original, length in zip(closed.tolist(), src.tolist(), lengths.tolist(), strict=True):
+        kept = row[:length]
+        assert kept[0] == original[0] and all(token != PAD_ID for token in kept)
+        assert kept == [token for token in original if token in kept]  # a subsequence, in order
+        assert all(token == PAD_ID for token in row[length:])
+    assert 6 <= int(lengths[0]) <= 14  # about half of the 20 tokens deleted
