@@ -8,7 +8,9 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from core_model.config import DecodeConfig, Rerank
+from core_model.config import DecodeConfig, Rerank, Strategy
+
+_DECODING = DecodeConfig()
 
 
 class SettingsError(ValueError):
@@ -69,12 +71,13 @@ class Settings(BaseSettings):
     # Messages older than this many days are deleted; 0 keeps everything.
     retention_days: float = Field(0.0, ge=0)
 
-    decode_strategy: Literal["greedy", "beam", "sample"] = "greedy"
-    beam_width: int = Field(5, ge=1, le=32)
-    length_penalty: float = Field(1.0, ge=0)
-    rerank: Rerank = "consensus"
-    no_repeat_ngram: int = Field(3, ge=0)
-    max_reply_tokens: int = Field(40, ge=1, le=512)
+    # Decoding: the engine's own defaults, except that sampling, when chosen, is a little tamer.
+    decode_strategy: Strategy = _DECODING.strategy
+    beam_width: int = Field(_DECODING.beam_width, ge=1, le=32)
+    length_penalty: float = Field(_DECODING.length_penalty, ge=0)
+    rerank: Rerank = _DECODING.rerank
+    no_repeat_ngram: int = Field(_DECODING.no_repeat_ngram, ge=0)
+    max_reply_tokens: int = Field(_DECODING.max_length, ge=1, le=512)
     temperature: float = Field(0.8, gt=0)
     top_p: float = Field(0.9, gt=0, le=1)
 

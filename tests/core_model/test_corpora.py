@@ -28,6 +28,7 @@ def test_bundled_corpus_has_english_and_korean() -> None:
     assert len(pairs) > 1000
     assert any("\uac00" <= ch <= "\ud7a3" for p in pairs for ch in p.reply)
     assert any(p.reply.isascii() for p in pairs)
+    assert len(set(pairs)) == len(pairs)  # the package's many repeats are read once
 
 
 @pytest.mark.parametrize(("name", "content", "message"), [
