@@ -10,9 +10,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import get_args
 
-from alembic.util.exc import CommandError
-from sqlalchemy.exc import SQLAlchemyError
-
 from bot.settings import Settings, SettingsError, load_settings
 from core_model.checkpoint import CheckpointError
 from core_model.config import DecodeConfig, ModelConfig, Rerank, TrainConfig
@@ -176,14 +173,25 @@ def main(argv: list[str] | None = None) -> int:
         from bot import commands_cli  # torch is imported only once the arguments are known good
 
         return commands_cli.dispatch(args, settings)
-    except (SettingsError, CorpusError, CheckpointError, ValueError, OSError, SQLAlchemyError,
-            CommandError) as error:
+    except Exception as error:
+        if not _is_bad_input(error):
+            raise
         # Database drivers write several lines (SQL, parameters, a link): the first one says it.
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
         print(f"chatbot: error: {first_line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+
+def _is_bad_input(error: Exception) -> bool:
+    """A bad file, setting, option or database: a one-line message, not a traceback."""
+    if isinstance(error, (SettingsError, CorpusError, CheckpointError, ValueError, OSError)):
+        return True
+    # The database libraries' errors can only come from them once they are loaded; importing them
+    # here just to name their errors would cost every command 0.4 s and 30 MB.
+    sql, migrations = sys.modules.get("sqlalchemy.exc"), sys.modules.get("alembic.util.exc")
+    return bool((sql and isinstance(error, sql.SQLAlchemyError))
+                or (migrations and isinstance(error, migrations.CommandError)))
 
 def emit_json(result: dict[str, object]) -> None:
     print(json.dumps(result, ensure_ascii=False, default=str), flush=True)
