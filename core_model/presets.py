@@ -9,11 +9,13 @@ PRESETS: dict[str, tuple[ModelConfig, TrainConfig]] = {
     # 600 s budget (one thread), one layer of 384 scored greedy chrF 14.5 against 11.3 for two
     # layers of 256, at the same speed (24 epochs against 25); one layer of 512, or embeddings of
     # 384, were slower and no better. Reply quality keeps rising for many epochs after the
-    # validation loss first turns up, hence the long patience.
+    # validation loss first turns up, hence the long patience. Deleting a third of the prompt
+    # tokens as well as hiding a fifth behind <unk> gave chrF 15.3 against 13.6 with hiding alone
+    # (deleting a fifth: 14.6, a half: 14.0), and 2.69 bits/char against 2.87.
     "default": (
         ModelConfig(vocab_size=8000, embedding_dim=256, hidden_size=384, num_layers=1, dropout=0.1),
         TrainConfig(batch_size=64, learning_rate=2e-3, warmup_steps=200, label_smoothing=0.1, patience=10,
-                    select_by="reply_chrf", source_token_dropout=0.2),
+                    select_by="reply_chrf", source_token_dropout=0.2, source_token_deletion=0.35),
     ),
     # PyTorch's Chatbot Tutorial: hidden 500, embeddings 500, 2 layers, batch 64, dropout 0.1.
     "tutorial": (

@@ -148,8 +148,9 @@ def test_regularisation_options_override_the_preset() -> None:
     from bot.cli import build_parser, train_configs
 
     parser = build_parser()
-    given = parser.parse_args(["train", "--data", "p.tsv", "--out", "m", "--label-smoothing", "0", "--token-dropout", "0.4"])
+    given = parser.parse_args(["train", "--data", "p.tsv", "--out", "m", "--label-smoothing", "0", "--token-dropout", "0.4",
+                               "--token-deletion", "0.1"])
     default = parser.parse_args(["train", "--data", "p.tsv", "--out", "m"])
     training, preset = train_configs(given)[1], train_configs(default)[1]
-    assert (training.label_smoothing, training.source_token_dropout) == (0.0, 0.4)
-    assert (preset.label_smoothing, preset.source_token_dropout) == (0.1, 0.2)
+    assert (training.label_smoothing, training.source_token_dropout, training.source_token_deletion) == (0.0, 0.4, 0.1)
+    assert (preset.label_smoothing, preset.source_token_dropout, preset.source_token_deletion) == (0.1, 0.2, 0.35)
