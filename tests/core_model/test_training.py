@@ -7,7 +7,14 @@ from core_model.batching import collate, encode_pairs
 from core_model.config import TrainConfig
 from core_model.model import Seq2Seq
 from core_model.tokenizer import PAD_ID, UNK_ID, Tokenizer
-from core_model.training import Callbacks, EvalStats, delete_tokens, make_optimizer, train, train_step
+from core_model.training import (
+    Callbacks,
+    EvalStats,
+    delete_tokens,
+    make_optimizer,
+    train,
+    train_step,
+)
 from tests.conftest import PAIRS, TINY_MODEL
 
 
