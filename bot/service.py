@@ -87,12 +87,10 @@ class ChatService:
                 author_name=message.user_name, message_id=message.message_id, text=text,
                 created_at=message.sent_at, reply_to_message_id=message.reply_to_id, thread_id=message.thread_id)
         except BaseException:
-            if early is not None:
-                early.cancel()
+            _abandon(early)
             raise
         if logged.duplicate:  # the platform delivered it again: it was handled the first time
-            if early is not None:
-                early.cancel()
+            _abandon(early)
             log.info("ignoring redelivered message %s in %s:%s", message.message_id, message.platform,
                      message.chat_id)
             return None
@@ -175,6 +173,14 @@ class ChatService:
     def _chattiness(self, message: IncomingMessage) -> int:
         with self.database.reads.begin() as session:
             return get_chattiness(session, platform=message.platform, external_id=message.chat_id)
+
+
+def _abandon(decode: asyncio.Future[str] | None) -> None:
+    """Stop a decode whose reply will not be sent; if it already failed, its error is dropped
+    quietly (the caller has its own to raise)."""
+    if decode is not None:
+        decode.cancel()
+        decode.add_done_callback(lambda done: done.cancelled() or done.exception())
 
 
 def _addressed(message: IncomingMessage) -> bool:

@@ -204,3 +204,11 @@ async def test_an_addressed_message_is_decoded_while_it_is_being_logged(service:
     reply = await handling
     assert reply is not None and reply.text == "hi! how are you?"
     assert logged(database) == [("hello there", False, None), ("hi! how are you?", True, 1)]
+
+
+async def test_a_message_that_cannot_be_logged_gets_no_reply(service: ChatService, database: Database) -> None:
+    database.writer.close()  # every write now fails
+    with pytest.raises(RuntimeError, match="database writer is closed"):
+        await service.handle(private("hello there"))  # the early decode is abandoned, the write's error raised
+    await asyncio.sleep(0)
+    assert all(task.done() or task is asyncio.current_task() for task in asyncio.all_tasks())
