@@ -50,7 +50,8 @@ def keep_collector_off_live_objects() -> None:
     """Exempt every object alive now (a loaded model, its tokenizer, the imported libraries, a
     bot's chat clients) from Python's cyclic garbage collector. A full collection scans every
     tracked object while holding the GIL: over a few hundred thousand of them it stalls every
-    thread, the event loop included, for 100 ms and more. These objects live as long as the process, so scanning them finds nothing.
-    (Objects frozen this way are still freed by reference counting when dropped, e.g. after a swap.)
+    thread, the event loop included, for 100 ms and more. These objects live as long as the
+    process, so scanning them finds nothing. (Objects frozen this way are still freed by reference
+    counting when dropped, e.g. after a swap.)
     """
     gc.freeze()
