@@ -63,6 +63,8 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
                         help="share of prompt tokens replaced by <unk> while training")
     parser.add_argument("--token-deletion", type=float, dest="source_token_deletion",
                         help="share of prompt tokens deleted while training")
+    parser.add_argument("--token-shuffle", type=int, dest="source_token_shuffle",
+                        help="how far a prompt token may move when prompts are shuffled while training")
     parser.add_argument("--epochs", type=int, dest="max_epochs")
     parser.add_argument("--max-seconds", type=float)
     parser.add_argument("--max-steps", type=int)
@@ -81,7 +83,7 @@ def train_configs(args: argparse.Namespace, threads: int | None = None) -> tuple
     training = replace(training, **_given(args, ("batch_size", "learning_rate", "max_epochs",  # type: ignore[arg-type]
                                                  "max_seconds", "max_steps", "threads", "bf16",
                                                  "label_smoothing", "source_token_dropout",
-                                                 "source_token_deletion")))
+                                                 "source_token_deletion", "source_token_shuffle")))
     if args.train_seed is not None:
         training = replace(training, seed=args.train_seed)
     return model, training

@@ -62,6 +62,9 @@ class TrainConfig:
     # Share of prompt tokens deleted outright (the prompt gets shorter): a paraphrase often drops
     # or adds words rather than changing them in place.
     source_token_deletion: float = 0.0
+    # How far a prompt token may move when the prompt is locally shuffled (0: never): the same
+    # words in another order (Korean word order is free) should read alike.
+    source_token_shuffle: int = 0
     grad_clip: float = 1.0
     max_epochs: int = 100
     max_steps: int | None = None

@@ -111,6 +111,8 @@ def train_step(model: Seq2Seq, optimizer: torch.optim.Optimizer, batch: Batch, c
     src, src_lengths = batch.src, batch.src_lengths
     if config.source_token_deletion > 0:
         src, src_lengths = delete_tokens(src, config.source_token_deletion)
+    if config.source_token_shuffle > 0:
+        src = shuffle_tokens(src, config.source_token_shuffle)
     if config.source_token_dropout > 0:
         dropped = (torch.rand(src.shape) < config.source_token_dropout) & (src != PAD_ID)
         src = src.masked_fill(dropped, UNK_ID)
@@ -134,6 +136,14 @@ def delete_tokens(src: Tensor, share: float) -> tuple[Tensor, Tensor]:
     closed = src.gather(1, order)
     closed = closed.masked_fill(torch.arange(src.size(1)).unsqueeze(0) >= lengths.unsqueeze(1), PAD_ID)
     return closed[:, : int(lengths.max())].contiguous(), lengths
+
+
+def shuffle_tokens(src: Tensor, distance: int) -> Tensor:
+    """src [B, S] padded prompts with their tokens locally shuffled: each moves at most `distance`
+    places (Lample et al. 2018: sort positions by i + U(0, distance + 1)); padding stays at the end."""
+    keys = torch.arange(src.size(1), dtype=torch.float).unsqueeze(0) + torch.rand(src.shape) * (distance + 1)
+    keys = keys.masked_fill(src == PAD_ID, float("inf"))
+    return src.gather(1, keys.argsort(dim=1, stable=True))
 
 
 @torch.no_grad()

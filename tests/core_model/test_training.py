@@ -12,6 +12,7 @@ from core_model.training import (
     EvalStats,
     delete_tokens,
     make_optimizer,
+    shuffle_tokens,
     train,
     train_step,
 )
@@ -96,3 +97,14 @@ def test_token_deletion_shortens_prompts_and_keeps_the_order_of_what_is_left() -
         assert kept == [token for token in original if token in kept]  # a subsequence, in order
         assert all(token == PAD_ID for token in row[length:])
     assert 6 <= int(lengths[0]) <= 14  # about half of the 20 tokens deleted
+
+
+def test_token_shuffle_moves_each_token_a_few_places_and_keeps_the_padding_at_the_end() -> None:
+    torch.manual_seed(0)
+    src = torch.tensor([list(range(10, 30)), [40, 41, 42] + [PAD_ID] * 17])
+    shuffled = shuffle_tokens(src, 3)
+    assert not torch.equal(shuffled, src)
+    for row, original in zip(shuffled.tolist(), src.tolist(), strict=True):
+        assert sorted(row) == sorted(original)  # the same tokens
+        assert all(abs(row.index(token) - place) <= 3 for place, token in enumerate(original) if token != PAD_ID)
+    assert shuffled[1, 3:].eq(PAD_ID).all()
