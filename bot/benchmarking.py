@@ -87,7 +87,7 @@ def bench_infer(model_dir: Path, decode: DecodeConfig, concurrency: int, prompts
     loaded = load_for_serving(model_dir)  # what the bot decodes with
     model, tokenizer = loaded.model, loaded.tokenizer
     pairs = _prompts(prompts_file)
-    sources = [source_ids(tokenizer, p.prompt, p.context, model.config.max_source_tokens) for p in pairs]
+    sources = [source_ids(tokenizer, p.prompt, p.context, model.config) for p in pairs]
 
     def p50(config: DecodeConfig, n: int = 100) -> float:
         times = []

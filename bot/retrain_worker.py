@@ -78,7 +78,7 @@ def _train_and_score(job: RetrainJob, messages: multiprocessing.Queue[Any]) -> d
         fitted = fine_tune(job.base, train_pairs, valid_pairs, train_config, job.out, callbacks)
     plot = plot_curves(losses, validations, job.out / PLOT, title=f"Retraining {job.out.name}")
     candidate = checkpoint.load(job.out)
-    sources = [source_ids(candidate.tokenizer, prompt, "", candidate.model.config.max_source_tokens)
+    sources = [source_ids(candidate.tokenizer, prompt, "", candidate.model.config)
                for prompt in CANARIES]
     replies = reply_texts(candidate.model, candidate.tokenizer, sources, DecodeConfig(strategy="greedy"))
     return {

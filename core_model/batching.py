@@ -31,18 +31,24 @@ class Batch:
     target_tokens: int
 
 
-def source_ids(tokenizer: Tokenizer, prompt: str, context: str, limit: int) -> list[int]:
-    ids = tokenizer.encode(prompt)
+def prompt_text(text: str, config: ModelConfig) -> str:
+    """A prompt or context as the encoder reads it."""
+    return text.lower() if config.lowercase_prompts else text
+
+
+def source_ids(tokenizer: Tokenizer, prompt: str, context: str, config: ModelConfig) -> list[int]:
+    """The encoder's input: context <sep> prompt, truncated to its last max_source_tokens."""
+    ids = tokenizer.encode(prompt_text(prompt, config))
     if context:
-        ids = tokenizer.encode(context) + [SEP_ID] + ids
-    return ids[-limit:]
+        ids = tokenizer.encode(prompt_text(context, config)) + [SEP_ID] + ids
+    return ids[-config.max_source_tokens :]
 
 
 def encode_pairs(pairs: Sequence[Pair], tokenizer: Tokenizer, config: ModelConfig) -> list[Example]:
     """Pairs whose prompt or reply encodes to nothing are dropped."""
-    prompts = tokenizer.encode_batch([p.prompt for p in pairs])
+    prompts = tokenizer.encode_batch([prompt_text(p.prompt, config) for p in pairs])
     replies = tokenizer.encode_batch([p.reply for p in pairs])
-    contexts = tokenizer.encode_batch([p.context for p in pairs])
+    contexts = tokenizer.encode_batch([prompt_text(p.context, config) for p in pairs])
     keep = config.max_target_tokens - 1
     examples = []
     for pair, prompt, reply, context in zip(pairs, prompts, replies, contexts, strict=True):

@@ -25,6 +25,9 @@ class ModelConfig:
     dropout: float = 0.2
     max_source_tokens: int = 64  # longer inputs keep their last tokens (the most recent words)
     max_target_tokens: int = 48
+    # The encoder reads prompts (and context) lowercased: people type "hello" as often as "Hello",
+    # and to a cased vocabulary the two share no token. Replies keep their case.
+    lowercase_prompts: bool = False
 
     def __post_init__(self) -> None:
         if self.hidden_size % 2:

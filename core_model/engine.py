@@ -137,8 +137,7 @@ class InferenceEngine:
         for decode, group in groups.items():
             answered: set[int] = set()
             try:
-                limit = live.model.config.max_source_tokens
-                sources = [source_ids(live.tokenizer, r.prompt, r.context, limit) for r in group]
+                sources = [source_ids(live.tokenizer, r.prompt, r.context, live.model.config) for r in group]
                 # Each reply is delivered as soon as it is complete, while the longer ones decode on.
                 for finished in reply_texts_as_done(live.model, live.tokenizer, sources, decode):
                     for index, text in finished:

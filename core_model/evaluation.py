@@ -28,8 +28,7 @@ def evaluate_model(model_dir: Path, data: Path, decode: DecodeConfig, limit: int
     pairs = load_pairs([data])[:limit]
     if not pairs:
         raise ValueError(f"{data}: no pairs to evaluate")
-    limit_tokens = model.config.max_source_tokens
-    sources = [source_ids(tokenizer, p.prompt, p.context, limit_tokens) for p in pairs]
+    sources = [source_ids(tokenizer, p.prompt, p.context, model.config) for p in pairs]
     replies: list[str] = []
     for start in range(0, len(sources), BATCH):
         replies.extend(reply_texts(serving, tokenizer, sources[start : start + BATCH], decode))

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from core_model import checkpoint
-from core_model.batching import encode_pairs, make_batches, source_ids
+from core_model.batching import encode_pairs, make_batches, prompt_text, source_ids
 from core_model.config import DecodeConfig, ModelConfig, TrainConfig
 from core_model.corpora import Pair
 from core_model.metrics import chrf
@@ -60,7 +60,9 @@ def fit(
         model, tokenizer = loaded.model, loaded.tokenizer
         state = TrainState(**checkpoint.load_train_state(out / checkpoint.TRAIN_STATE))
     else:
-        tokenizer = Tokenizer.train((text for p in train_pairs for text in (p.prompt, p.reply, p.context)),
+        texts = (text for p in train_pairs
+                 for text in (prompt_text(p.prompt, model_config), p.reply, prompt_text(p.context, model_config)))
+        tokenizer = Tokenizer.train(texts,
                                     vocab_size=model_config.vocab_size)
         model_config = replace(model_config, vocab_size=tokenizer.vocab_size)
         model = Seq2Seq(model_config)
@@ -94,7 +96,7 @@ def _reply_scorer(tokenizer: Tokenizer, config: ModelConfig,
         return None
     greedy = DecodeConfig(strategy="greedy")
     references = [pair.reply for pair in pairs]
-    sources = [source_ids(tokenizer, p.prompt, p.context, config.max_source_tokens) for p in pairs]
+    sources = [source_ids(tokenizer, p.prompt, p.context, config) for p in pairs]
 
     def score(model: Seq2Seq) -> float:
         replies: list[str] = []

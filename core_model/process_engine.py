@@ -246,8 +246,7 @@ def _answer(live: LoadedModel, batch: list[tuple[Any, ...]]) -> Iterator[list[An
     for decode, group in groups.items():
         answered: set[int] = set()
         try:
-            limit = live.model.config.max_source_tokens
-            sources = [source_ids(live.tokenizer, item[2], item[3], limit) for item in group]
+            sources = [source_ids(live.tokenizer, item[2], item[3], live.model.config) for item in group]
             for finished in reply_texts_as_done(live.model, live.tokenizer, sources, decode):
                 answered.update(index for index, _ in finished)
                 yield [(group[index][1], text, None) for index, text in finished]

@@ -1,0 +1,27 @@
+from dataclasses import replace
+
+from core_model.batching import encode_pairs, source_ids
+from core_model.corpora import Pair
+from core_model.tokenizer import EOS_ID, SEP_ID, Tokenizer
+from tests.conftest import TINY_MODEL
+
+LOWERCASE = replace(TINY_MODEL, lowercase_prompts=True)
+
+
+def test_prompts_are_read_lowercased_when_the_model_says_so(tokenizer: Tokenizer) -> None:
+    assert source_ids(tokenizer, "Hello There", "", LOWERCASE) == source_ids(tokenizer, "hello there", "", LOWERCASE)
+    assert source_ids(tokenizer, "Hello There", "", TINY_MODEL) != source_ids(tokenizer, "hello there", "", TINY_MODEL)
+    assert source_ids(tokenizer, "Hi", "How Are You", LOWERCASE) == [
+        *tokenizer.encode("how are you"), SEP_ID, *tokenizer.encode("hi")]
+
+
+def test_training_examples_lowercase_the_prompt_and_keep_the_replys_case(tokenizer: Tokenizer) -> None:
+    (example,) = encode_pairs([Pair("Hello There", "Hi! How Are You?")], tokenizer, LOWERCASE)
+    assert example.source == tokenizer.encode("hello there")
+    assert example.target == [*tokenizer.encode("Hi! How Are You?"), EOS_ID]
+
+
+def test_long_sources_keep_their_last_tokens(tokenizer: Tokenizer) -> None:
+    ids = source_ids(tokenizer, "hello there " * 40, "", TINY_MODEL)
+    assert len(ids) == TINY_MODEL.max_source_tokens
+    assert ids == tokenizer.encode(("hello there " * 40).strip())[-TINY_MODEL.max_source_tokens :]
