@@ -62,8 +62,7 @@ def fit(
     else:
         texts = (text for p in train_pairs
                  for text in (prompt_text(p.prompt, model_config), p.reply, prompt_text(p.context, model_config)))
-        tokenizer = Tokenizer.train(texts,
-                                    vocab_size=model_config.vocab_size)
+        tokenizer = Tokenizer.train(texts, vocab_size=model_config.vocab_size)
         model_config = replace(model_config, vocab_size=tokenizer.vocab_size)
         model = Seq2Seq(model_config)
     return _train_into(out, model, tokenizer, train_pairs, valid_pairs, train_config, callbacks, state)
