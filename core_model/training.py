@@ -108,14 +108,7 @@ def make_optimizer(model: Seq2Seq, config: TrainConfig) -> torch.optim.AdamW:
 def train_step(model: Seq2Seq, optimizer: torch.optim.Optimizer, batch: Batch, config: TrainConfig,
                bf16: bool) -> float:
     """One teacher-forced forward, backward, clip and update; returns the batch loss."""
-    src, src_lengths = batch.src, batch.src_lengths
-    if config.source_token_deletion > 0:
-        src, src_lengths = delete_tokens(src, config.source_token_deletion)
-    if config.source_token_shuffle > 0:
-        src = shuffle_tokens(src, config.source_token_shuffle)
-    if config.source_token_dropout > 0:
-        dropped = (torch.rand(src.shape) < config.source_token_dropout) & (src != PAD_ID)
-        src = src.masked_fill(dropped, UNK_ID)
+    src, src_lengths = noised_prompts(batch, config)
     with autocast(bf16):
         _, loss = model(src, src_lengths, batch.tgt_in, batch.targets, config.label_smoothing)
     assert loss is not None
@@ -124,6 +117,20 @@ def train_step(model: Seq2Seq, optimizer: torch.optim.Optimizer, batch: Batch, c
     torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
     optimizer.step()
     return float(loss.detach())
+
+
+def noised_prompts(batch: Batch, config: TrainConfig) -> tuple[Tensor, Tensor]:
+    """The batch's prompts (src, lengths) with the training noise of config: tokens deleted, then
+    locally shuffled, then hidden behind <unk>."""
+    src, src_lengths = batch.src, batch.src_lengths
+    if config.source_token_deletion > 0:
+        src, src_lengths = delete_tokens(src, config.source_token_deletion)
+    if config.source_token_shuffle > 0:
+        src = shuffle_tokens(src, config.source_token_shuffle)
+    if config.source_token_dropout > 0:
+        dropped = (torch.rand(src.shape) < config.source_token_dropout) & (src != PAD_ID)
+        src = src.masked_fill(dropped, UNK_ID)
+    return src, src_lengths
 
 
 def delete_tokens(src: Tensor, share: float) -> tuple[Tensor, Tensor]:
