@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import sys
 from functools import cache
 
 import torch
@@ -42,10 +41,12 @@ def keep_freed_memory() -> None:
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(_M_MMAP_THRESHOLD, 1 << 30)
-        libc.mallopt(_M_TRIM_THRESHOLD, 1 << 34 if sys.maxsize > 2**32 else 1 << 30)
+        # mallopt takes a C int: a larger value wraps (1 << 34 became 0, which trimmed on every free).
+        libc.mallopt(_M_MMAP_THRESHOLD, _ONE_GIB)
+        libc.mallopt(_M_TRIM_THRESHOLD, _INT_MAX)
     except (OSError, AttributeError):
         pass
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_ONE_GIB, _INT_MAX = 1 << 30, (1 << 31) - 1
