@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
+from weakref import WeakKeyDictionary
 
 from alembic import command
 from alembic.config import Config
@@ -17,6 +18,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 import migrations
+from bot.loop_bridge import LoopBridge
 from bot.settings import Settings
 from storage.db import make_engine, make_session_factory, parse_url
 from storage.filters import TextFilter, read_blocklist
@@ -39,11 +41,16 @@ class Database:
     # The hot path's writes (logging every message and reply) queue here, off the event loop,
     # and those that queue up together share a transaction (see storage.group_commit).
     writer: GroupCommitWriter
+    # The writer's results reach each event loop a group at a time (see bot.loop_bridge).
+    _bridges: WeakKeyDictionary[asyncio.AbstractEventLoop, LoopBridge] = field(
+        default_factory=WeakKeyDictionary, repr=False)
 
     async def write(self, action: Callable[Concatenate[Session, P], T], /, *args: P.args,
                     **kwargs: P.kwargs) -> T:
         """action(session, *args, **kwargs) on a writer thread; returns once it is committed."""
-        return await asyncio.wrap_future(self.writer.submit(action, *args, **kwargs))
+        loop = asyncio.get_running_loop()
+        bridge = self._bridges.get(loop) or self._bridges.setdefault(loop, LoopBridge(loop))
+        return await bridge.wrap(self.writer.submit(action, *args, **kwargs))
 
     def close(self) -> None:
         self.writer.close()

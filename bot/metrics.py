@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
@@ -17,6 +18,16 @@ RATE_LIMIT_LOGS = {
     "telegram.ext.AIORateLimiter": ("telegram", "Rate limit hit"),
     "discord.http": ("discord", "We are being rate limited"),
 }
+
+
+@dataclass(frozen=True, slots=True)
+class PlatformMetrics:
+    """One platform's labelled series, looked up once: `labels()` takes a lock and builds a key
+    on every call, which every message would otherwise pay three times."""
+
+    seen: Counter
+    answered: Counter
+    reply_seconds: Histogram
 
 
 class BotMetrics:
@@ -41,6 +52,15 @@ class BotMetrics:
         self.rate_limit_waits = Counter("chatbot_rate_limit_waits", "Sends that waited on a rate limit",
                                         ["platform"], registry=r)
         self._log_counter = _RateLimitLogCounter(self.rate_limit_waits)
+        self._platforms: dict[str, PlatformMetrics] = {}
+
+    def platform(self, name: str) -> PlatformMetrics:
+        found = self._platforms.get(name)
+        if found is None:
+            found = self._platforms[name] = PlatformMetrics(
+                self.messages_seen.labels(name), self.messages_answered.labels(name),
+                self.reply_seconds.labels(name))
+        return found
 
     def watch_queue(self, depth: Callable[[], int]) -> None:
         self.queue_depth.set_function(depth)

@@ -73,7 +73,8 @@ class ChatService:
     async def handle(self, message: IncomingMessage) -> Reply | None:
         """Log the message; the reply to send (already logged), or None when the bot stays silent."""
         started = time.perf_counter()
-        self.metrics.messages_seen.labels(message.platform).inc()
+        counted = self.metrics.platform(message.platform)
+        counted.seen.inc()
         text = normalize(message.text[:MAX_INPUT_CHARS])
         command = parse_command(text)
         # A message addressed to the bot will be answered (unless logging finds it a redelivery), so
@@ -108,8 +109,8 @@ class ChatService:
             return None
         row_id = await self.database.write(log_reply, answers=logged, text=answer, created_at=datetime.now(UTC),
                                            model_version_id=self.model_version_id, thread_id=message.thread_id)
-        self.metrics.messages_answered.labels(message.platform).inc()
-        self.metrics.reply_seconds.labels(message.platform).observe(time.perf_counter() - started)
+        counted.answered.inc()
+        counted.reply_seconds.observe(time.perf_counter() - started)
         return Reply(answer, row_id)
 
     async def sent(self, reply: Reply, message_id: str) -> None:

@@ -140,9 +140,8 @@ class InferenceEngine:
                 sources = [source_ids(live.tokenizer, r.prompt, r.context, live.model.config) for r in group]
                 # Each reply is delivered as soon as it is complete, while the longer ones decode on.
                 for finished in reply_texts_as_done(live.model, live.tokenizer, sources, decode):
-                    for index, text in finished:
-                        answered.add(index)
-                        group[index].loop.call_soon_threadsafe(settle_future, group[index].future, text, None)
+                    answered.update(index for index, _ in finished)
+                    _settle_together([(group[index], text) for index, text in finished])
             except Exception as error:  # a decoding bug must fail these requests, not the worker
                 log.exception("decoding failed for a batch of %d", len(group))
                 for index, request in enumerate(group):
@@ -153,6 +152,24 @@ class InferenceEngine:
         self.stats.largest_batch = max(self.stats.largest_batch, len(requests))
         for observe in self.batch_observers:
             observe(len(requests))
+
+
+# A request's future, and its reply or the error that stopped it.
+Settlement = tuple[asyncio.Future[str], str | None, BaseException | None]
+
+
+def settle_futures(settlements: list[Settlement]) -> None:
+    for future, text, error in settlements:
+        settle_future(future, text, error)
+
+
+def _settle_together(replies: list[tuple[_Request, str]]) -> None:
+    """Deliver replies that finished together, waking each waiting loop once."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[Settlement]] = defaultdict(list)
+    for request, text in replies:
+        by_loop[request.loop].append((request.future, text, None))
+    for loop, settlements in by_loop.items():
+        loop.call_soon_threadsafe(settle_futures, settlements)
 
 
 def settle_future(future: asyncio.Future[str], text: str | None, error: BaseException | None) -> None:
