@@ -64,6 +64,7 @@ class TelegramAdapter:
         self.app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & filters.TEXT, self._on_message))
         self.app.add_error_handler(self._on_error)
         self._admin_cache: dict[tuple[int, int], tuple[float, bool]] = {}
+        self._typing_tasks: set[asyncio.Future[None]] = set()  # held until done (the loop keeps weak references)
         service.permissions.set_chat_admin_check(PLATFORM, self._is_chat_admin)
         service.set_notifier(PLATFORM, self._notify)
 
@@ -96,7 +97,10 @@ class TelegramAdapter:
             return
         incoming = self._translate(message)
         addressed = incoming.chat_kind == "private" or incoming.mentions_bot or incoming.replies_to_bot
-        typing = asyncio.create_task(self._typing(message)) if addressed else None
+        # "typing…" only if the reply is slow to come: a quick reply needs no indicator, and under
+        # load an extra request (or even a task) per message would slow every reply.
+        typing = asyncio.get_running_loop().call_later(TYPING_DELAY_S, self._start_typing, message) \
+            if addressed else None
         try:
             reply = await self.service.handle(incoming)
         finally:
@@ -187,10 +191,12 @@ class TelegramAdapter:
         head = text.split(maxsplit=1)[0]
         return "@" in head and head.split("@", 1)[1].lower() != (self.app.bot.username or "").lower()
 
+    def _start_typing(self, message: Message) -> None:
+        self._typing_tasks.add(task := asyncio.ensure_future(self._typing(message)))
+        task.add_done_callback(self._typing_tasks.discard)
+
     async def _typing(self, message: Message) -> None:
-        """Show "typing…" only if the reply is slow to come: a quick reply needs no indicator,
-        and under load the extra request per message would slow every reply."""
-        await asyncio.sleep(TYPING_DELAY_S)
+        """Show "typing…" in the chat (the reply is being slow to come)."""
         try:
             await message.chat.send_action(ChatAction.TYPING, message_thread_id=message.message_thread_id
                                            if message.is_topic_message else None)
