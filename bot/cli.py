@@ -14,6 +14,7 @@ from bot.settings import Settings, SettingsError, load_settings
 from core_model.checkpoint import CheckpointError
 from core_model.config import DecodeConfig, ModelConfig, Rerank, TrainConfig
 from core_model.corpora import CorpusError
+from core_model.numerics import use_huge_pages
 from core_model.presets import PRESETS
 
 
@@ -168,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    use_huge_pages()  # before the first tensor exists
     try:
         settings = load_settings()
         logging.basicConfig(level="INFO" if args.verbose else settings.log_level,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 from functools import cache
 
 import torch
@@ -30,6 +31,18 @@ def use_bf16(requested: bool | None) -> bool:
 
 def autocast(enabled: bool) -> contextlib.AbstractContextManager[object]:
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled)
+
+
+def use_huge_pages() -> None:
+    """Ask PyTorch to back its large tensors with transparent huge pages (THP_MEM_ALLOC_ENABLE),
+    unless the environment says otherwise.
+
+    A fresh 27 MB logits tensor otherwise costs 6,700 page faults, and the CPU's TLB misses on
+    small pages; training the default preset ran 8.6% faster with huge pages. PyTorch reads the
+    setting at its first tensor allocation, so call this before any (the setting is inherited by
+    child processes, the retraining one included).
+    """
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 
 def keep_freed_memory() -> None:
