@@ -14,7 +14,7 @@ import queue
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -141,7 +141,7 @@ class InferenceEngine:
                 # Each reply is delivered as soon as it is complete, while the longer ones decode on.
                 for finished in reply_texts_as_done(live.model, live.tokenizer, sources, decode):
                     answered.update(index for index, _ in finished)
-                    _settle_together([(group[index], text) for index, text in finished])
+                    settle_together((group[index].loop, (group[index].future, text, None)) for index, text in finished)
             except Exception as error:  # a decoding bug must fail these requests, not the worker
                 log.exception("decoding failed for a batch of %d", len(group))
                 for index, request in enumerate(group):
@@ -154,22 +154,22 @@ class InferenceEngine:
             observe(len(requests))
 
 
-# A request's future, and its reply or the error that stopped it.
-Settlement = tuple[asyncio.Future[str], str | None, BaseException | None]
+# A request's future, with its reply or the error that stopped it.
+Outcome = tuple[asyncio.Future[str], str | None, BaseException | None]
 
 
-def settle_futures(settlements: list[Settlement]) -> None:
-    for future, text, error in settlements:
+def settle_together(deliveries: Iterable[tuple[asyncio.AbstractEventLoop, Outcome]]) -> None:
+    """From a worker thread: settle the futures that finished together, waking each loop once."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[Outcome]] = defaultdict(list)
+    for loop, outcome in deliveries:
+        by_loop[loop].append(outcome)
+    for loop, outcomes in by_loop.items():
+        loop.call_soon_threadsafe(_settle_all, outcomes)
+
+
+def _settle_all(outcomes: list[Outcome]) -> None:
+    for future, text, error in outcomes:
         settle_future(future, text, error)
-
-
-def _settle_together(replies: list[tuple[_Request, str]]) -> None:
-    """Deliver replies that finished together, waking each waiting loop once."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[Settlement]] = defaultdict(list)
-    for request, text in replies:
-        by_loop[request.loop].append((request.future, text, None))
-    for loop, settlements in by_loop.items():
-        loop.call_soon_threadsafe(settle_futures, settlements)
 
 
 def settle_future(future: asyncio.Future[str], text: str | None, error: BaseException | None) -> None:

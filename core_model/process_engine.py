@@ -26,7 +26,7 @@ from typing import Any
 
 from core_model.checkpoint import CheckpointError, LoadedModel
 from core_model.config import DecodeConfig
-from core_model.engine import EngineStats, Settlement, settle_futures
+from core_model.engine import EngineStats, settle_together
 
 log = logging.getLogger(__name__)
 
@@ -129,12 +129,9 @@ class ProcessEngine:
                 with self._lock:
                     settled = [(self._pending.pop(request_id), text, error)
                                for request_id, text, error in rest[0]]
-                # One wake-up of each waiting loop for all the replies that finished together.
-                by_loop: dict[asyncio.AbstractEventLoop, list[Settlement]] = defaultdict(list)
-                for (future, loop), text, error in settled:
-                    by_loop[loop].append((future, text, RuntimeError(error) if error is not None else None))
-                for loop, settlements in by_loop.items():
-                    loop.call_soon_threadsafe(settle_futures, settlements)
+                # Each waiting loop is woken once for all the replies that finished together.
+                settle_together((loop, (future, text, RuntimeError(error) if error is not None else None))
+                                for (future, loop), text, error in settled)
             elif kind == "batch":
                 size = rest[0]
                 self.stats.batches += 1
