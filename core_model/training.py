@@ -207,6 +207,7 @@ def train(
     model.train()
     while state.epoch < config.max_epochs and stopped == "max_epochs":
         batches = make_batches(train_examples, config.batch_size, shuffle=True, seed=config.seed + state.epoch)
+        steps_before = state.step
         for batch in batches:
             if progress() >= 1.0:
                 stopped = "budget"
@@ -224,6 +225,8 @@ def train(
                     StepStats(state.step, state.epoch, loss, lr, progress(), elapsed,
                               state.target_chars / elapsed, state.target_tokens / elapsed)
                 )
+        if state.step == steps_before:  # the budget ran out as the last epoch ended: none began
+            break
         state.epoch += 1
         state.elapsed = time.perf_counter() - start
         if valid_batches:

@@ -108,3 +108,14 @@ def test_token_shuffle_moves_each_token_a_few_places_and_keeps_the_padding_at_th
         assert sorted(row) == sorted(original)  # the same tokens
         assert all(abs(row.index(token) - place) <= 3 for place, token in enumerate(original) if token != PAD_ID)
     assert shuffled[1, 3:].eq(PAD_ID).all()
+
+
+def test_a_budget_that_ends_with_an_epoch_evaluates_no_empty_epoch(tokenizer: Tokenizer,
+                                                                   tiny_train_config: TrainConfig) -> None:
+    model = _model(tokenizer)
+    examples = encode_pairs(PAIRS, tokenizer, model.config)  # one batch: one step an epoch
+    evals: list[EvalStats] = []
+    config = replace(tiny_train_config, max_steps=3, max_epochs=100, patience=100)
+    result = train(model, examples, examples, config, Callbacks(on_eval=evals.append))
+    assert (result.steps, result.epochs, result.stopped_because) == (3, 3, "budget")
+    assert [e.epoch for e in evals] == [1, 2, 3]
