@@ -144,9 +144,8 @@ class InferenceEngine:
                     settle_together((group[index].loop, (group[index].future, text, None)) for index, text in finished)
             except Exception as error:  # a decoding bug must fail these requests, not the worker
                 log.exception("decoding failed for a batch of %d", len(group))
-                for index, request in enumerate(group):
-                    if index not in answered:
-                        request.loop.call_soon_threadsafe(settle_future, request.future, None, error)
+                settle_together((request.loop, (request.future, None, error))
+                                for index, request in enumerate(group) if index not in answered)
         self.stats.batches += 1
         self.stats.replies += len(requests)
         self.stats.largest_batch = max(self.stats.largest_batch, len(requests))

@@ -68,3 +68,18 @@ async def test_event_loop_stays_free_while_decoding(model_dir: Path) -> None:
     task.cancel()
     await engine.close()
     assert gaps and max(gaps) < 0.1
+
+
+async def test_a_decoding_failure_fails_only_the_replies_not_yet_given(model_dir: Path,
+                                                                        monkeypatch) -> None:
+    def first_then_fail(model, tokenizer, sources, config):  # type: ignore[no-untyped-def]
+        yield [(0, "first")]
+        raise RuntimeError("decoding broke")
+
+    monkeypatch.setattr("core_model.engine.reply_texts_as_done", first_then_fail)
+    engine = InferenceEngine.from_dir(model_dir, GREEDY, max_wait_ms=200)
+    outcomes = await asyncio.gather(*(engine.reply(p.prompt) for p in PAIRS[:3]), return_exceptions=True)
+    await engine.close()  # the worker has finished its bookkeeping
+    assert (engine.stats.batches, engine.stats.largest_batch) == (1, 3)  # the three were one batch
+    assert outcomes[0] == "first"
+    assert all(isinstance(o, RuntimeError) and "decoding broke" in str(o) for o in outcomes[1:])
