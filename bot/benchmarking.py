@@ -19,8 +19,8 @@ from core_model.config import DecodeConfig
 from core_model.corpora import Pair, bundled_corpus, load_pairs
 from core_model.engine import InferenceEngine
 from core_model.flops import matmul_peak_gflops, training_flops
-from core_model.model import Seq2Seq
 from core_model.numerics import keep_freed_memory, use_bf16
+from core_model.pipeline import new_model
 from core_model.replies import reply_texts
 from core_model.serving import load_for_serving
 from core_model.tokenizer import Tokenizer
@@ -38,8 +38,8 @@ def bench_train(args: argparse.Namespace, threads: int | None = None) -> dict[st
     keep_freed_memory()
     pairs = load_pairs(args.data)
     tokenizer = Tokenizer.train((t for p in pairs for t in (p.prompt, p.reply)), model_config.vocab_size)
-    model_config = replace(model_config, vocab_size=tokenizer.vocab_size)
-    model = Seq2Seq(model_config).train()
+    model = new_model(model_config, tokenizer).train()
+    model_config = model.config
     optimizer = make_optimizer(model, train_config)
     bf16 = use_bf16(train_config.bf16)
     batches = make_batches(encode_pairs(pairs, tokenizer, model_config), train_config.batch_size,

@@ -57,6 +57,8 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cell", choices=["gru", "lstm"])
     parser.add_argument("--attention", choices=["general", "dot", "additive"])
     parser.add_argument("--dropout", type=float)
+    parser.add_argument("--prompt-characters", type=int, dest="prompt_characters", metavar="N",
+                        help="characters the prompt embedding spells tokens with (0: subwords only)")
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lr", type=float, dest="learning_rate")
     parser.add_argument("--label-smoothing", type=float)
@@ -66,6 +68,8 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
                         help="share of prompt tokens deleted while training")
     parser.add_argument("--token-shuffle", type=int, dest="source_token_shuffle",
                         help="how far a prompt token may move when prompts are shuffled while training")
+    parser.add_argument("--ema", type=float, dest="ema_decay", metavar="DECAY",
+                        help="keep a moving average of the weights with this decay (0: off)")
     parser.add_argument("--epochs", type=int, dest="max_epochs")
     parser.add_argument("--max-seconds", type=float)
     parser.add_argument("--max-steps", type=int)
@@ -80,11 +84,12 @@ def train_configs(args: argparse.Namespace, threads: int | None = None) -> tuple
     if threads is not None:
         training = replace(training, threads=threads)
     model = replace(model, **_given(args, ("hidden_size", "embedding_dim", "num_layers", "vocab_size",  # type: ignore[arg-type]
-                                           "cell", "attention", "dropout")))
+                                           "cell", "attention", "dropout",
+                                           "prompt_characters")))
     training = replace(training, **_given(args, ("batch_size", "learning_rate", "max_epochs",  # type: ignore[arg-type]
                                                  "max_seconds", "max_steps", "threads", "bf16",
                                                  "label_smoothing", "source_token_dropout",
-                                                 "source_token_deletion", "source_token_shuffle")))
+                                                 "source_token_deletion", "source_token_shuffle", "ema_decay")))
     if args.train_seed is not None:
         training = replace(training, seed=args.train_seed)
     return model, training

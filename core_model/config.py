@@ -28,6 +28,10 @@ class ModelConfig:
     # The encoder reads prompts (and context) lowercased: people type "hello" as often as "Hello",
     # and to a cased vocabulary the two share no token. Replies keep their case.
     lowercase_prompts: bool = False
+    # Characters the prompt embedding knows (core_model/characters.py): each prompt token's
+    # embedding gets the mean embedding of its characters added. 0: subword embeddings only.
+    # Training sets it to the number of characters actually found in the vocabulary, at most this.
+    prompt_characters: int = 0
 
     def __post_init__(self) -> None:
         if self.hidden_size % 2:
@@ -69,6 +73,9 @@ class TrainConfig:
     # words in another order (Korean word order is free) should read alike.
     source_token_shuffle: int = 0
     grad_clip: float = 1.0
+    # Decay of an exponential moving average of the weights, which is what each epoch evaluates and
+    # keeps; 0 evaluates the trained weights themselves.
+    ema_decay: float = 0.0
     max_epochs: int = 100
     max_steps: int | None = None
     max_seconds: float | None = None

@@ -13,6 +13,7 @@ import torch
 
 from core_model import checkpoint
 from core_model.batching import encode_pairs, make_batches, prompt_text, source_ids
+from core_model.characters import token_characters
 from core_model.config import DecodeConfig, ModelConfig, TrainConfig
 from core_model.corpora import Pair
 from core_model.metrics import chrf
@@ -63,9 +64,20 @@ def fit(
         texts = (text for p in train_pairs
                  for text in (prompt_text(p.prompt, model_config), p.reply, prompt_text(p.context, model_config)))
         tokenizer = Tokenizer.train(texts, vocab_size=model_config.vocab_size)
-        model_config = replace(model_config, vocab_size=tokenizer.vocab_size)
-        model = Seq2Seq(model_config)
+        model = new_model(model_config, tokenizer)
     return _train_into(out, model, tokenizer, train_pairs, valid_pairs, train_config, callbacks, state)
+
+
+def new_model(config: ModelConfig, tokenizer: Tokenizer) -> Seq2Seq:
+    """An untrained model shaped for config and a freshly trained tokenizer (its vocabulary, and
+    the characters of its tokens when the prompt embedding uses them)."""
+    config = replace(config, vocab_size=tokenizer.vocab_size)
+    if not config.prompt_characters:
+        return Seq2Seq(config)
+    table, count = token_characters(tokenizer, config.prompt_characters)
+    model = Seq2Seq(replace(config, prompt_characters=count))
+    model.set_token_characters(table)
+    return model
 
 
 def fine_tune(base: Path, train_pairs: Sequence[Pair], valid_pairs: Sequence[Pair], train_config: TrainConfig,

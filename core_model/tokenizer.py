@@ -66,6 +66,11 @@ class Tokenizer:
         encodings = self._hf.encode_batch([normalize(t) for t in texts], add_special_tokens=False)
         return [list(e.ids) for e in encodings]
 
+    def decode_token(self, token_id: int) -> str:
+        """One token's text as it reads inside a reply: a leading space is kept, and the bytes of a
+        character cut between tokens read as U+FFFD."""
+        return str(self._hf.decode([token_id], skip_special_tokens=False))
+
     def decode(self, ids: Iterable[int]) -> str:
         """Special tokens are dropped; a byte sequence cut mid-character is dropped too."""
         ids = [i for i in ids if i >= len(SPECIAL_TOKENS)]
