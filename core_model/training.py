@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from core_model.batching import Batch, Example, make_batches
 from core_model.config import TrainConfig
@@ -191,6 +192,11 @@ def train(
     if state.optimizer:
         optimizer.load_state_dict(state.optimizer)
     valid_batches = make_batches(valid_examples, config.batch_size * 2, shuffle=False)
+    # The weights that epochs evaluate and keep: the trained ones, or their moving average (which
+    # restarts from the trained weights when a run is resumed).
+    averaged = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+                if config.ema_decay > 0 else None)
+    scored: Seq2Seq = averaged.module if averaged is not None else model  # type: ignore[assignment]
     steps_per_epoch = math.ceil(len(train_examples) / config.batch_size)
     best_weights = copy.deepcopy(model.state_dict())
     stopped = "max_epochs"
@@ -216,6 +222,8 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             loss = train_step(model, optimizer, batch, config, bf16)
+            if averaged is not None:
+                averaged.update_parameters(model)
             state.step += 1
             state.target_chars += batch.reply_chars
             state.target_tokens += batch.target_tokens
@@ -230,18 +238,18 @@ def train(
         state.epoch += 1
         state.elapsed = time.perf_counter() - start
         if valid_batches:
-            valid_loss, bpc = evaluate(model, valid_batches, bf16)
+            valid_loss, bpc = evaluate(scored, valid_batches, bf16)
             reply_chrf = None
             if config.select_by == "reply_chrf" and callbacks.score_replies is not None:
-                model.eval()
-                reply_chrf = callbacks.score_replies(model)
-                model.train()
+                scored.eval()
+                reply_chrf = callbacks.score_replies(scored)
+                scored.train()
             score = -valid_loss if reply_chrf is None else reply_chrf
             improved = score > state.best_score
             if improved:
                 state.best_valid_loss, state.best_bits_per_char, state.best_score = valid_loss, bpc, score
                 state.epochs_without_improvement = 0
-                best_weights = copy.deepcopy(model.state_dict())
+                best_weights = copy.deepcopy(scored.state_dict())
             else:
                 state.epochs_without_improvement += 1
             if callbacks.on_eval:
@@ -249,7 +257,7 @@ def train(
             if state.epochs_without_improvement >= config.patience:
                 stopped = "early_stopping"
         else:
-            best_weights = copy.deepcopy(model.state_dict())
+            best_weights = copy.deepcopy(scored.state_dict())
         if callbacks.on_epoch_end:
             current = copy.deepcopy(model.state_dict())
             model.load_state_dict(best_weights)

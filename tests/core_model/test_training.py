@@ -119,3 +119,30 @@ def test_a_budget_that_ends_with_an_epoch_evaluates_no_empty_epoch(tokenizer: To
     result = train(model, examples, examples, config, Callbacks(on_eval=evals.append))
     assert (result.steps, result.epochs, result.stopped_because) == (3, 3, "budget")
     assert [e.epoch for e in evals] == [1, 2, 3]
+
+
+def test_with_a_moving_average_the_averaged_weights_are_scored_and_kept(
+        tokenizer: Tokenizer, tiny_train_config: TrainConfig) -> None:
+    model = _model(tokenizer)
+    start = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    examples = encode_pairs(PAIRS, tokenizer, model.config)
+    scored_weights: list[dict[str, torch.Tensor]] = []
+
+    def score_replies(scored: Seq2Seq) -> float:
+        scored_weights.append({name: tensor.clone() for name, tensor in scored.state_dict().items()})
+        return float(len(scored_weights))  # every epoch is better: the last one is kept
+
+    config = replace(tiny_train_config, max_steps=None, max_epochs=4, patience=10, select_by="reply_chrf",
+                     ema_decay=0.9)
+    train(model, examples, examples, config, Callbacks(score_replies=score_replies))
+    kept = model.state_dict()
+    assert all(torch.equal(kept[name], scored_weights[-1][name]) for name in kept)
+    # An average of 0.9 leans on the earlier weights: it lies between the start and the last step's.
+    name = "combine.weight"
+    moved_by_average = (kept[name] - start[name]).norm()
+    assert moved_by_average > 0
+    trained_alone = _model(tokenizer)
+    epochs = iter(range(10))
+    train(trained_alone, examples, examples, replace(config, ema_decay=0.0),
+          Callbacks(score_replies=lambda _: float(next(epochs))))  # the last epoch is kept here too
+    assert moved_by_average < (trained_alone.state_dict()[name] - start[name]).norm()
