@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 from core_model.batching import Batch, Example, make_batches
 from core_model.config import TrainConfig
@@ -154,6 +154,25 @@ def shuffle_tokens(src: Tensor, distance: int) -> Tensor:
     return src.gather(1, keys.argsort(dim=1, stable=True))
 
 
+_Tensors = list[Tensor] | tuple[Tensor, ...]
+
+
+def _moving_average(decay: float) -> Callable[[_Tensors, _Tensors, Tensor | int], None]:
+    """AveragedModel's update for an exponential moving average whose decay warms up as
+    (1 + n) / (10 + n) after n updates: a fixed 0.998 would keep the random initial weights in
+    the average for thousands of steps, and the early epochs would score as nonsense."""
+
+    @torch.no_grad()
+    def update(averaged: _Tensors, current: _Tensors, updates: Tensor | int) -> None:
+        n = int(updates)
+        pairs = [(a, c) for a, c in zip(averaged, current, strict=True) if a.is_floating_point()]
+        if not pairs:  # integer buffers, such as the token spellings, stay as they are
+            return
+        torch._foreach_lerp_([a for a, _ in pairs], [c for _, c in pairs], 1 - min(decay, (1 + n) / (10 + n)))
+
+    return update
+
+
 @torch.no_grad()
 def evaluate(model: Seq2Seq, batches: Sequence[Batch], bf16: bool = False) -> tuple[float, float]:
     """(mean NLL per target token in nats, bits per reply character) over the batches."""
@@ -194,7 +213,7 @@ def train(
     valid_batches = make_batches(valid_examples, config.batch_size * 2, shuffle=False)
     # The weights that epochs evaluate and keep: the trained ones, or their moving average (which
     # restarts from the trained weights when a run is resumed).
-    averaged = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+    averaged = (AveragedModel(model, multi_avg_fn=_moving_average(config.ema_decay), use_buffers=True)
                 if config.ema_decay > 0 else None)
     scored: Seq2Seq = averaged.module if averaged is not None else model  # type: ignore[assignment]
     steps_per_epoch = math.ceil(len(train_examples) / config.batch_size)

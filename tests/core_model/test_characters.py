@@ -76,3 +76,17 @@ def test_without_characters_the_model_has_no_character_weights() -> None:
     model = new_model(TINY_MODEL, _tokenizer())
     assert model.character_embedding is None
     assert not any("character" in name for name in model.state_dict())
+
+
+def test_a_moving_average_of_a_model_with_characters_trains(tiny_train_config) -> None:
+    from core_model.batching import encode_pairs
+    from core_model.training import train
+    from tests.conftest import PAIRS
+
+    tokenizer = _tokenizer()
+    model = new_model(replace(TINY_MODEL, prompt_characters=1000), tokenizer)
+    table = model.get_buffer("token_characters").clone()
+    examples = encode_pairs(PAIRS, tokenizer, model.config)
+    result = train(model, examples, examples, replace(tiny_train_config, ema_decay=0.9))
+    assert result.steps > 0
+    assert torch.equal(model.get_buffer("token_characters"), table)  # the spellings are not averaged
