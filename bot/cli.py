@@ -57,8 +57,8 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cell", choices=["gru", "lstm"])
     parser.add_argument("--attention", choices=["general", "dot", "additive"])
     parser.add_argument("--dropout", type=float)
-    parser.add_argument("--prompt-characters", type=int, dest="prompt_characters", metavar="N",
-                        help="characters the prompt embedding spells tokens with (0: subwords only)")
+    parser.add_argument("--prompt-spelling", type=int, dest="prompt_spelling", metavar="N",
+                        help="spelling units (characters, character pairs) of the prompt embedding (0: none)")
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lr", type=float, dest="learning_rate")
     parser.add_argument("--label-smoothing", type=float)
@@ -85,7 +85,7 @@ def train_configs(args: argparse.Namespace, threads: int | None = None) -> tuple
         training = replace(training, threads=threads)
     model = replace(model, **_given(args, ("hidden_size", "embedding_dim", "num_layers", "vocab_size",  # type: ignore[arg-type]
                                            "cell", "attention", "dropout",
-                                           "prompt_characters")))
+                                           "prompt_spelling")))
     training = replace(training, **_given(args, ("batch_size", "learning_rate", "max_epochs",  # type: ignore[arg-type]
                                                  "max_seconds", "max_steps", "threads", "bf16",
                                                  "label_smoothing", "source_token_dropout",

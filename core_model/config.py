@@ -28,10 +28,11 @@ class ModelConfig:
     # The encoder reads prompts (and context) lowercased: people type "hello" as often as "Hello",
     # and to a cased vocabulary the two share no token. Replies keep their case.
     lowercase_prompts: bool = False
-    # Characters the prompt embedding knows (core_model/characters.py): each prompt token's
-    # embedding gets the mean embedding of its characters added. 0: subword embeddings only.
-    # Training sets it to the number of characters actually found in the vocabulary, at most this.
-    prompt_characters: int = 0
+    # Spelling units (characters and character pairs) the prompt embedding knows
+    # (core_model/spelling.py): each prompt token's embedding gets the mean embedding of its units
+    # added. 0: subword embeddings only. Training sets it to the number of units found in the
+    # vocabulary, at most this.
+    prompt_spelling: int = 0
 
     def __post_init__(self) -> None:
         if self.hidden_size % 2:

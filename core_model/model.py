@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from core_model.characters import CHARACTERS_PER_TOKEN, NO_CHARACTER
 from core_model.config import ModelConfig
+from core_model.spelling import NO_UNIT, UNITS_PER_TOKEN
 from core_model.tokenizer import PAD_ID
 
 # An RNN state: GRU keeps one tensor [L, B, H], LSTM a pair (h, c) of them.
@@ -86,13 +86,13 @@ class Seq2Seq(nn.Module):
         self.config = config
         E, H = config.embedding_dim, config.hidden_size
         self.embedding = nn.Embedding(config.vocab_size, E, padding_idx=PAD_ID)
-        self.character_embedding: nn.EmbeddingBag | None = None
-        if config.prompt_characters:
-            # The characters of each token (set_token_characters); saved with the weights.
-            self.register_buffer("token_characters",
-                                 torch.zeros(config.vocab_size, CHARACTERS_PER_TOKEN, dtype=torch.long))
-            self.character_embedding = nn.EmbeddingBag(config.prompt_characters, E, mode="mean",
-                                                       padding_idx=NO_CHARACTER)
+        self.spelling_embedding: nn.EmbeddingBag | None = None
+        if config.prompt_spelling:
+            # The spelling units of each token (set_token_spellings); saved with the weights.
+            self.register_buffer("token_spellings",
+                                 torch.zeros(config.vocab_size, UNITS_PER_TOKEN, dtype=torch.long))
+            self.spelling_embedding = nn.EmbeddingBag(config.prompt_spelling, E, mode="mean",
+                                                       padding_idx=NO_UNIT)
         self.dropout = nn.Dropout(config.dropout)
         # Each direction gets half the size so that their concatenation is H (OpenNMT's "brnn").
         self.encoder = _rnn(config, E, H // 2, bidirectional=True)
@@ -109,25 +109,25 @@ class Seq2Seq(nn.Module):
         nn.init.normal_(self.embedding.weight, std=self.config.embedding_dim**-0.5)
         with torch.no_grad():
             self.embedding.weight[PAD_ID].zero_()
-        if self.character_embedding is not None:
-            nn.init.normal_(self.character_embedding.weight, std=self.config.embedding_dim**-0.5)
+        if self.spelling_embedding is not None:
+            nn.init.normal_(self.spelling_embedding.weight, std=self.config.embedding_dim**-0.5)
             with torch.no_grad():
-                self.character_embedding.weight[NO_CHARACTER].zero_()
+                self.spelling_embedding.weight[NO_UNIT].zero_()
         for name, param in self.named_parameters():
             if "weight_hh" in name:
                 for chunk in param.data.chunk(3 if self.config.cell == "gru" else 4, dim=0):
                     nn.init.orthogonal_(chunk)
 
-    def set_token_characters(self, table: Tensor) -> None:
-        """table [vocab, CHARACTERS_PER_TOKEN]: the character ids of each token (core_model/characters.py)."""
-        self.get_buffer("token_characters").copy_(table)
+    def set_token_spellings(self, table: Tensor) -> None:
+        """table [vocab, UNITS_PER_TOKEN]: the spelling-unit ids of each token (core_model/spelling.py)."""
+        self.get_buffer("token_spellings").copy_(table)
 
     def embed_prompt(self, src: Tensor) -> Tensor:
-        """src [B, S] -> [B, S, E]: token embeddings, plus the mean of their characters' if configured."""
+        """src [B, S] -> [B, S, E]: token embeddings, plus the mean of their spelling units' if configured."""
         x = self.embedding(src)
-        if self.character_embedding is not None:
-            spelled = self.get_buffer("token_characters")[src.reshape(-1)]  # [B*S, CHARACTERS_PER_TOKEN]
-            x = x + self.character_embedding(spelled).view_as(x)
+        if self.spelling_embedding is not None:
+            spelled = self.get_buffer("token_spellings")[src.reshape(-1)]  # [B*S, UNITS_PER_TOKEN]
+            x = x + self.spelling_embedding(spelled).view_as(x)
         return x
 
     def encode(self, src: Tensor, src_lengths: Tensor) -> tuple[Memory, State]:

@@ -13,12 +13,12 @@ import torch
 
 from core_model import checkpoint
 from core_model.batching import encode_pairs, make_batches, prompt_text, source_ids
-from core_model.characters import token_characters
 from core_model.config import DecodeConfig, ModelConfig, TrainConfig
 from core_model.corpora import Pair
 from core_model.metrics import chrf
 from core_model.model import Seq2Seq
 from core_model.replies import reply_texts
+from core_model.spelling import token_spellings
 from core_model.tokenizer import Tokenizer
 from core_model.training import NO_CALLBACKS, Callbacks, TrainResult, TrainState, evaluate, train
 
@@ -70,13 +70,13 @@ def fit(
 
 def new_model(config: ModelConfig, tokenizer: Tokenizer) -> Seq2Seq:
     """An untrained model shaped for config and a freshly trained tokenizer (its vocabulary, and
-    the characters of its tokens when the prompt embedding uses them)."""
+    the spelling of its tokens when the prompt embedding uses it)."""
     config = replace(config, vocab_size=tokenizer.vocab_size)
-    if not config.prompt_characters:
+    if not config.prompt_spelling:
         return Seq2Seq(config)
-    table, count = token_characters(tokenizer, config.prompt_characters)
-    model = Seq2Seq(replace(config, prompt_characters=count))
-    model.set_token_characters(table)
+    table, count = token_spellings(tokenizer, config.prompt_spelling)
+    model = Seq2Seq(replace(config, prompt_spelling=count))
+    model.set_token_spellings(table)
     return model
 
 
