@@ -20,8 +20,8 @@ from core_model.tokenizer import SPECIAL_TOKENS, Tokenizer
 # The n-gram orders of characters that spell a token, and how many of each a token keeps (its
 # first ones: Korean words have 1 to 4 syllables, and longer English words their stem first).
 # Changing these changes the width of the spelling table that model folders hold.
-# Held-out Korean chrF (600 s, one thread): characters alone 17.9, with pairs 20.7, with triples
-# as well 19.3; subwords alone 17.1 (the same seed).
+# Held-out Korean chrF (600 s, one thread, one seed): characters alone 17.9, with pairs 20.7,
+# with triples as well 19.3; subwords alone 17.1.
 ORDERS = (1, 2)
 PER_ORDER = 8
 UNITS_PER_TOKEN = PER_ORDER * len(ORDERS)
