@@ -84,8 +84,7 @@ def train_configs(args: argparse.Namespace, threads: int | None = None) -> tuple
     if threads is not None:
         training = replace(training, threads=threads)
     model = replace(model, **_given(args, ("hidden_size", "embedding_dim", "num_layers", "vocab_size",  # type: ignore[arg-type]
-                                           "cell", "attention", "dropout",
-                                           "prompt_spelling")))
+                                           "cell", "attention", "dropout", "prompt_spelling")))
     training = replace(training, **_given(args, ("batch_size", "learning_rate", "max_epochs",  # type: ignore[arg-type]
                                                  "max_seconds", "max_steps", "threads", "bf16",
                                                  "label_smoothing", "source_token_dropout",

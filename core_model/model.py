@@ -157,6 +157,8 @@ class Seq2Seq(nn.Module):
 
     def decode(self, tokens: Tensor, state: State, memory: Memory) -> tuple[Tensor, State]:
         """tokens [B, T] (teacher-forced inputs, or T=1 when stepping) -> features [B, T, H], state."""
+        # Reply tokens are not spelled: spelling them too lowered bits/char but not the replies'
+        # chrF (Korean, two seeds: 18.8 and 19.6 against 20.7 and 19.4 with prompts spelled only).
         y = self.dropout(self.embedding(tokens))  # [B, T, E]
         output, state = self.decoder(y, state)  # [B, T, H]
         context = self.attention(output, memory)  # [B, T, H]
