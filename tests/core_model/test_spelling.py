@@ -4,10 +4,14 @@ from pathlib import Path
 import torch
 
 from core_model import checkpoint
+from core_model.batching import encode_pairs
+from core_model.config import DecodeConfig, TrainConfig
+from core_model.decoding import generate
 from core_model.pipeline import new_model
 from core_model.spelling import NO_UNIT, PER_ORDER, UNITS_PER_TOKEN, spelling_units, token_spellings
 from core_model.tokenizer import SPECIAL_TOKENS, Tokenizer
-from tests.conftest import TINY_MODEL
+from core_model.training import train
+from tests.conftest import PAIRS, TINY_MODEL
 
 # Enough repetitions that whole words become single tokens, as in a real vocabulary.
 TEXTS = ["짝사랑 힘들어", "짝사랑 힘들다", "오늘 너무 힘들어", "hello there", "hello again"] * 50
@@ -84,11 +88,7 @@ def test_without_spelling_the_model_has_no_spelling_weights() -> None:
     assert not any("spelling" in name for name in model.state_dict())
 
 
-def test_a_moving_average_of_a_spelling_model_trains(tiny_train_config) -> None:
-    from core_model.batching import encode_pairs
-    from core_model.training import train
-    from tests.conftest import PAIRS
-
+def test_a_moving_average_of_a_spelling_model_trains(tiny_train_config: TrainConfig) -> None:
     tokenizer = _tokenizer()
     model = new_model(replace(TINY_MODEL, prompt_spelling=1000), tokenizer)
     table = model.get_buffer("token_spellings").clone()
@@ -99,9 +99,6 @@ def test_a_moving_average_of_a_spelling_model_trains(tiny_train_config) -> None:
 
 
 def test_a_spelling_model_decodes_a_batch_as_it_decodes_each_prompt() -> None:
-    from core_model.config import DecodeConfig
-    from core_model.decoding import generate
-
     tokenizer = _tokenizer()
     torch.manual_seed(0)
     model = new_model(replace(TINY_MODEL, prompt_spelling=1000), tokenizer).eval()
