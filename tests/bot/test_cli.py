@@ -105,6 +105,21 @@ def test_run_brings_the_database_up_to_date(trained_dir: Path, tmp_path: Path) -
     assert "revision: 0001 (newest: 0001)" in current.stdout
 
 
+def test_first_run_trains_the_default_model_on_the_bundled_corpus_then_chats(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(f"DATA_DIR={tmp_path / 'var'}\nDEFAULT_TRAIN_SECONDS=4\n")
+    first = chatbot("run", stdin="hello\n안녕하세요\n", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "No model yet: training the default model on the bundled corpus" in first.stderr
+    model = tmp_path / "var" / "models" / "default"
+    metrics = json.loads((model / "metrics.json").read_text())
+    assert metrics["train_pairs"] > 1000 and metrics["steps"] > 0  # the whole bundled corpus, both languages
+    assert "Traceback" not in first.stderr
+    assert len(first.stdout.splitlines()) == 2 and all(line.strip() for line in first.stdout.splitlines())
+    again = chatbot("run", stdin="hello\n", cwd=tmp_path)  # the model is there now: no training
+    assert again.returncode == 0 and "No model yet" not in again.stderr
+    assert json.loads((model / "metrics.json").read_text())["trained_at"] == metrics["trained_at"]
+
+
 def test_retrain_models_and_rollback_commands(trained_dir: Path, tmp_path: Path) -> None:
     import shutil
     from datetime import UTC, datetime, timedelta
