@@ -1,18 +1,32 @@
-"""Subword tokenizer: byte-level BPE (no unknown words) with the special tokens the model needs."""
+"""Subword tokenizer: BPE over characters, falling back to UTF-8 bytes (no unknown words), with the
+special tokens the model needs.
+
+Characters, not bytes, are the alphabet BPE merges from. A Hangul syllable is three bytes in UTF-8,
+and a byte-level BPE spends thousands of its merges only to rebuild the syllables: with 8,000
+tokens, held-out Korean replies came to 2.33 characters a token against 2.94 with characters (and
+English chat 4.09 against 4.36). Fewer tokens a reply means fewer decoding steps and more reply
+characters for each step trained. Characters outside the alphabet (rare ones, or never seen)
+are spelled as their UTF-8 bytes, <0x00> to <0xFF>, so any text still encodes.
+"""
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 
 from tokenizers import Tokenizer as HFTokenizer
-from tokenizers import decoders, models, pre_tokenizers, trainers
+from tokenizers import models, pre_tokenizers, trainers
 
 PAD, GO, EOS, UNK, SEP = "<pad>", "<go>", "<eos>", "<unk>", "<sep>"
 SPECIAL_TOKENS = [PAD, GO, EOS, UNK, SEP]
 PAD_ID, GO_ID, EOS_ID, UNK_ID, SEP_ID = range(len(SPECIAL_TOKENS))
+BYTE_TOKENS = [f"<0x{byte:02X}>" for byte in range(256)]  # the byte fallback's tokens
+# The share of the vocabulary the alphabet (single characters) may take at most; the most frequent
+# characters are kept, the rest fall back to bytes.
+ALPHABET_SHARE = 0.25
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2064\ufeff\ufffd]")
 _SPACES = re.compile(r"\s+")
@@ -36,17 +50,22 @@ class Tokenizer:
 
     @classmethod
     def train(cls, texts: Iterable[str], vocab_size: int = 8000) -> Tokenizer:
+        """A vocabulary of vocab_size tokens (the specials and the 256 byte tokens included)."""
+        merged_size = vocab_size - len(BYTE_TOKENS)
+        if merged_size < len(SPECIAL_TOKENS) + 1:
+            raise ValueError(f"vocab_size must be at least {len(SPECIAL_TOKENS) + len(BYTE_TOKENS) + 1}")
         hf = HFTokenizer(models.BPE())
-        hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-        hf.decoder = decoders.ByteLevel()
+        # Each space starts the token after it (" 날씨"), so spacing is part of the tokens and
+        # round-trips exactly, with no marker character of its own.
+        hf.pre_tokenizer = pre_tokenizers.Split(" ", behavior="merged_with_next")
         trainer = trainers.BpeTrainer(
-            vocab_size=vocab_size,
+            vocab_size=merged_size,
             special_tokens=SPECIAL_TOKENS,
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            limit_alphabet=max(int(vocab_size * ALPHABET_SHARE), 1),
             show_progress=False,
         )
         hf.train_from_iterator((normalize(t) for t in texts), trainer=trainer)
-        return cls(hf)
+        return cls(_with_byte_fallback(hf))
 
     @classmethod
     def load(cls, path: Path) -> Tokenizer:
@@ -75,3 +94,15 @@ class Tokenizer:
         """Special tokens are dropped; a byte sequence cut mid-character is dropped too."""
         ids = [i for i in ids if i >= len(SPECIAL_TOKENS)]
         return self._hf.decode(ids, skip_special_tokens=True).replace("\ufffd", "").strip()
+
+
+def _with_byte_fallback(hf: HFTokenizer) -> HFTokenizer:
+    """The trained BPE with the 256 byte tokens appended to its vocabulary as ordinary tokens (so
+    that decoding keeps them) and used for every character the vocabulary lacks."""
+    data = json.loads(hf.to_str())
+    vocab = data["model"]["vocab"]
+    for token in BYTE_TOKENS:
+        vocab.setdefault(token, len(vocab))
+    data["model"]["byte_fallback"] = True
+    data["decoder"] = {"type": "Sequence", "decoders": [{"type": "ByteFallback"}, {"type": "Fuse"}]}
+    return HFTokenizer.from_str(json.dumps(data))

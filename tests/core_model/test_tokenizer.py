@@ -56,6 +56,19 @@ def test_save_and_load_give_the_same_ids(tokenizer: Tokenizer, tmp_path) -> None
 
 
 def test_decode_drops_a_cut_multibyte_character(tokenizer: Tokenizer) -> None:
-    lead_byte = tokenizer._hf.token_to_id("\u00ea")  # byte 0xEA alone: the start of a Hangul syllable
+    lead_byte = tokenizer._hf.token_to_id("<0xEA>")  # byte 0xEA alone: the start of a Hangul syllable
     assert lead_byte is not None
     assert tokenizer.decode([lead_byte, *tokenizer.encode("가")]) == "가"
+
+
+def test_a_character_never_seen_is_spelled_by_its_utf8_bytes(tokenizer: Tokenizer) -> None:
+    ids = tokenizer.encode("🦔")  # not in the training text
+    assert [tokenizer._hf.id_to_token(i) for i in ids] == ["<0xF0>", "<0x9F>", "<0xA6>", "<0x94>"]
+    assert tokenizer.decode(ids) == "🦔"
+    assert tokenizer.decode(tokenizer.encode("<0xF0> typed")) == "<0xF0> typed"  # text, not a byte
+
+
+def test_characters_not_bytes_are_what_bpe_merges(tokenizer: Tokenizer) -> None:
+    # A Hangul syllable of the training text is at most one token, never its three bytes.
+    assert len(tokenizer.encode("안녕하세요")) <= 5
+    assert tokenizer.vocab_size == 400
