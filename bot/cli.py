@@ -8,7 +8,7 @@ import logging
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import get_args
+from typing import NoReturn, get_args
 
 from bot.settings import Settings, SettingsError, load_settings
 from core_model.checkpoint import CheckpointError
@@ -16,6 +16,7 @@ from core_model.config import DecodeConfig, ModelConfig, Rerank, TrainConfig
 from core_model.corpora import CorpusError
 from core_model.numerics import use_huge_pages
 from core_model.presets import PRESETS
+from core_model.tokenizer import MIN_VOCAB_SIZE
 
 
 def _add_decode_options(parser: argparse.ArgumentParser) -> None:
@@ -44,6 +45,16 @@ def decode_config(args: argparse.Namespace, settings: Settings) -> DecodeConfig:
              "block_prompt_ngram", "rerank", "temperature", "top_k", "top_p", "seed")
     return replace(settings.decode_config(), **_given(args, names))  # type: ignore[arg-type]
 
+def _vocab_size(text: str) -> int:
+    try:
+        size = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if size < MIN_VOCAB_SIZE:
+        raise argparse.ArgumentTypeError(f"must be at least {MIN_VOCAB_SIZE} (the special and byte tokens)")
+    return size
+
+
 def add_train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", nargs="+", type=Path, required=True, metavar="FILE",
                         help="training pairs: .tsv (prompt, reply[, context]), .csv (Q,A) or .yml")
@@ -53,7 +64,7 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hidden", type=int, dest="hidden_size")
     parser.add_argument("--embedding", type=int, dest="embedding_dim")
     parser.add_argument("--layers", type=int, dest="num_layers")
-    parser.add_argument("--vocab", type=int, dest="vocab_size")
+    parser.add_argument("--vocab", type=_vocab_size, dest="vocab_size")
     parser.add_argument("--cell", choices=["gru", "lstm"])
     parser.add_argument("--attention", choices=["general", "dot", "additive"])
     parser.add_argument("--dropout", type=float)
@@ -93,8 +104,16 @@ def train_configs(args: argparse.Namespace, threads: int | None = None) -> tuple
         training = replace(training, seed=args.train_seed)
     return model, training
 
+class _Parser(argparse.ArgumentParser):
+    """A bad option ends in one line naming it, as every other error does, not in the whole usage
+    (subcommands' parsers are of this class too)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="chatbot", description="A Seq2Seq chatbot for group chats.")
+    parser = _Parser(prog="chatbot", description="A Seq2Seq chatbot for group chats.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True)
 

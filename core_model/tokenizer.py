@@ -28,6 +28,7 @@ PAD, GO, EOS, UNK, SEP = "<pad>", "<go>", "<eos>", "<unk>", "<sep>"
 SPECIAL_TOKENS = [PAD, GO, EOS, UNK, SEP]
 PAD_ID, GO_ID, EOS_ID, UNK_ID, SEP_ID = range(len(SPECIAL_TOKENS))
 BYTE_TOKENS = [f"<0x{byte:02X}>" for byte in range(256)]  # the byte fallback's tokens
+MIN_VOCAB_SIZE = len(SPECIAL_TOKENS) + len(BYTE_TOKENS) + 1  # room for at least one character
 # The share of the vocabulary the alphabet (single characters) may take at most; the most frequent
 # characters are kept, the rest fall back to bytes.
 ALPHABET_SHARE = 0.25
@@ -55,9 +56,9 @@ class Tokenizer:
     @classmethod
     def train(cls, texts: Iterable[str], vocab_size: int = 8000) -> Tokenizer:
         """A vocabulary of vocab_size tokens (the specials and the 256 byte tokens included)."""
+        if vocab_size < MIN_VOCAB_SIZE:
+            raise ValueError(f"vocab_size must be at least {MIN_VOCAB_SIZE}")
         merged_size = vocab_size - len(BYTE_TOKENS)
-        if merged_size < len(SPECIAL_TOKENS) + 1:
-            raise ValueError(f"vocab_size must be at least {len(SPECIAL_TOKENS) + len(BYTE_TOKENS) + 1}")
         hf = HFTokenizer(models.BPE())
         # Each space starts the token after it (" 날씨"), so spacing is part of the tokens and
         # round-trips exactly, with no marker character of its own.

@@ -61,6 +61,9 @@ def test_chat_reads_stdin(trained_dir: Path) -> None:
     (["train", "--data", "nowhere.tsv", "--out", "x"], "nowhere.tsv: no such file"),
     (["reply", "--model", "no_model_here"], "no_model_here: no such model folder"),
     (["eval", "--model", "no_model_here", "--data", "x.tsv"], "no_model_here"),
+    (["train", "--data", "x.tsv", "--vocab", "100", "--out", "x"], "argument --vocab: must be at least 262"),
+    (["train", "--data", "x.tsv", "--hidden", "many", "--out", "x"], "argument --hidden"),
+    (["bench", "infer", "--concurrency", "x"], "argument --concurrency"),
 ])
 def test_errors_are_one_line_without_traceback(args: list[str], message: str, tmp_path: Path) -> None:
     result = chatbot(*args, cwd=tmp_path)
