@@ -45,6 +45,7 @@ def decode_config(args: argparse.Namespace, settings: Settings) -> DecodeConfig:
              "block_prompt_ngram", "rerank", "temperature", "top_k", "top_p", "seed")
     return replace(settings.decode_config(), **_given(args, names))  # type: ignore[arg-type]
 
+
 def _vocab_size(text: str) -> int:
     try:
         size = int(text)
@@ -103,6 +104,7 @@ def train_configs(args: argparse.Namespace, threads: int | None = None) -> tuple
     if args.train_seed is not None:
         training = replace(training, seed=args.train_seed)
     return model, training
+
 
 class _Parser(argparse.ArgumentParser):
     """A bad option ends in one line naming it, as every other error does, not in the whole usage
