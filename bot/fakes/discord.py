@@ -21,6 +21,8 @@ import yarl
 from aiohttp import WSMsgType, web
 from aiohttp.web_request import FileField
 
+from bot.fakes.loopback import serve_on_loopback
+
 APP_ID = 555_000
 BOT_ID = 555_001
 GUILD_ID = 777_000
@@ -78,11 +80,7 @@ class FakeDiscord:
         app = web.Application()
         app.router.add_get("/", self._gateway)
         app.router.add_route("*", "/api/v10/{path:.*}", self._rest)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve_on_loopback(app)
 
     async def stop(self) -> None:
         for socket in list(self._sockets):

@@ -17,6 +17,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_request import FileField
 
+from bot.fakes.loopback import serve_on_loopback
+
 BOT_ID = 999_000
 BOT_USERNAME = "test_chatbot"
 ANONYMOUS_ADMIN_ID = 1087968824  # Telegram's GroupAnonymousBot
@@ -54,11 +56,7 @@ class FakeTelegram:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/bot{token}/{method}", self._handle)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve_on_loopback(app)
 
     async def stop(self) -> None:
         # Release any long poll still waiting, or the server would wait for it to time out.
