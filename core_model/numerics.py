@@ -30,6 +30,9 @@ def use_bf16(requested: bool | None) -> bool:
 
 
 def autocast(enabled: bool) -> contextlib.AbstractContextManager[object]:
+    """bf16 for the matrix products of linear layers and attention. PyTorch's GRU stays in fp32
+    under it; running the GRUs on weights cast to bf16 as well made a lone GRU 2.3x faster but
+    whole training steps only 0-7% (within the noise), so they are left as they are."""
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled)
 
 
