@@ -9,6 +9,5 @@ async def serve_on_loopback(app: web.Application) -> tuple[web.AppRunner, int]:
     """Start app on a free port of 127.0.0.1; returns its runner (to clean up) and the port."""
     runner = web.AppRunner(app)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)  # port 0: the OS picks a free one
-    await site.start()
-    return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    await web.TCPSite(runner, "127.0.0.1", 0).start()  # port 0: the OS picks a free one
+    return runner, runner.addresses[0][1]
