@@ -93,7 +93,7 @@ def bench_infer(model_dir: Path, decode: DecodeConfig, concurrency: int, prompts
         times = []
         for source in (sources * 2)[:n]:
             began = time.perf_counter()
-            reply_texts(model, tokenizer, [source], config)
+            reply_texts(model, tokenizer, [source], config, loaded.memory)
             times.append((time.perf_counter() - began) * 1000)
         return statistics.median(times)
 

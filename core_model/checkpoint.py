@@ -1,4 +1,5 @@
-"""Model folders: safetensors weights, config.json, tokenizer.json, metrics.json; written atomically."""
+"""Model folders: safetensors weights, config.json, tokenizer.json, metrics.json, and memory.json
+(the training pairs, for reranking; optional); written atomically."""
 
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ from safetensors.torch import load_file, save_model
 
 from core_model.config import ModelConfig
 from core_model.model import Seq2Seq
+from core_model.reply_memory import ReplyMemory
 from core_model.tokenizer import Tokenizer
 
 WEIGHTS, CONFIG, TOKENIZER, METRICS = "model.safetensors", "config.json", "tokenizer.json", "metrics.json"
+MEMORY = "memory.json"
 TRAIN_STATE = "train_state.pt"
 
 
@@ -32,10 +35,11 @@ class LoadedModel:
     tokenizer: Tokenizer
     metrics: dict[str, Any]
     path: Path
+    memory: ReplyMemory | None = None  # absent from folders saved without one
 
 
 def save(path: Path, model: Seq2Seq, tokenizer: Tokenizer, metrics: dict[str, Any] | None = None,
-         extra_files: dict[str, bytes] | None = None) -> Path:
+         extra_files: dict[str, bytes] | None = None, memory: ReplyMemory | None = None) -> Path:
     """Write the folder under a temporary name beside it, then rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -45,6 +49,8 @@ def save(path: Path, model: Seq2Seq, tokenizer: Tokenizer, metrics: dict[str, An
         (staging / CONFIG).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
         tokenizer.save(staging / TOKENIZER)
         (staging / METRICS).write_text(json.dumps(metrics or {}, indent=2, default=str) + "\n")
+        if memory is not None:
+            (staging / MEMORY).write_text(memory.to_json(), encoding="utf-8")
         for name, data in (extra_files or {}).items():
             (staging / name).write_bytes(data)
         for file in staging.iterdir():
@@ -98,7 +104,7 @@ def load(path: Path | str) -> LoadedModel:
     model.load_state_dict(weights)
     model.eval()
     metrics = _read_json(path / METRICS) if (path / METRICS).exists() else {}
-    return LoadedModel(model, tokenizer, metrics, path)
+    return LoadedModel(model, tokenizer, metrics, path, _read_memory(path / MEMORY))
 
 
 def save_train_state(path: Path, state: dict[str, Any]) -> None:
@@ -119,6 +125,15 @@ def _existing(path: Path) -> Path:
     if not path.is_file():
         raise CheckpointError(f"{path}: missing")
     return path
+
+
+def _read_memory(path: Path) -> ReplyMemory | None:
+    if not path.exists():
+        return None
+    try:
+        return ReplyMemory.from_json(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:  # JSONDecodeError is a ValueError
+        raise CheckpointError(f"{path}: not a valid memory of training pairs ({error})") from None
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any, Literal
 Cell = Literal["gru", "lstm"]
 AttentionScore = Literal["general", "dot", "additive"]
 Strategy = Literal["greedy", "beam", "sample"]
-Rerank = Literal["none", "consensus"]
+Rerank = Literal["none", "consensus", "neighbours"]
 Selection = Literal["valid_loss", "reply_chrf"]
 
 
@@ -93,17 +93,20 @@ class TrainConfig:
 class DecodeConfig:
     """How replies are generated from the model's distributions."""
 
-    # Greedy by default: on held-out Korean it scored chrF 14.4 against 12.1 for beam search of 5
-    # with consensus (beam search favours the safe replies the model has seen most), in a third of
-    # the time.
-    strategy: Strategy = "greedy"
-    beam_width: int = 5
+    # Beam search of 10, reranked by the replies of the nearest training prompts (with greedy's
+    # reply among the candidates): held-out Korean chrF 22.6 against 19.1 for greedy, which is the
+    # fastest (a third of the time). Plain beam search scores below greedy: it favours the safe
+    # replies the model has seen most.
+    strategy: Strategy = "beam"
+    beam_width: int = 10
     length_penalty: float = 1.0  # GNMT alpha: 0 favours short replies, larger favours longer
     min_length: int = 1
     max_length: int = 40
     no_repeat_ngram: int = 3  # 0 disables blocking of repeated n-grams within a reply
     block_prompt_ngram: int = 0  # n-grams of the prompt the reply may not copy; 0 disables
-    rerank: Rerank = "consensus"  # beam search's choice among its n-best: see core_model/reranking.py
+    # Beam search's choice among its n-best (core_model/reranking.py). "neighbours" needs the model
+    # folder's memory of training pairs and falls back to "consensus" without one.
+    rerank: Rerank = "neighbours"
     temperature: float = 1.0
     top_k: int = 0
     top_p: float = 1.0

@@ -139,7 +139,7 @@ class InferenceEngine:
             try:
                 sources = [source_ids(live.tokenizer, r.prompt, r.context, live.model.config) for r in group]
                 # Each reply is delivered as soon as it is complete, while the longer ones decode on.
-                for finished in reply_texts_as_done(live.model, live.tokenizer, sources, decode):
+                for finished in reply_texts_as_done(live.model, live.tokenizer, sources, decode, live.memory):
                     answered.update(index for index, _ in finished)
                     settle_together((group[index].loop, (group[index].future, text, None)) for index, text in finished)
             except Exception as error:  # a decoding bug must fail these requests, not the worker

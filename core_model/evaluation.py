@@ -23,7 +23,7 @@ LATENCY_SAMPLE = 50
 
 def evaluate_model(model_dir: Path, data: Path, decode: DecodeConfig, limit: int | None = None) -> dict[str, Any]:
     loaded = checkpoint.load(model_dir)
-    model, tokenizer = loaded.model, loaded.tokenizer
+    model, tokenizer, memory = loaded.model, loaded.tokenizer, loaded.memory
     serving = packed_for_serving(model)  # replies and latency as the bot produces them
     pairs = load_pairs([data])[:limit]
     if not pairs:
@@ -31,11 +31,11 @@ def evaluate_model(model_dir: Path, data: Path, decode: DecodeConfig, limit: int
     sources = [source_ids(tokenizer, p.prompt, p.context, model.config) for p in pairs]
     replies: list[str] = []
     for start in range(0, len(sources), BATCH):
-        replies.extend(reply_texts(serving, tokenizer, sources[start : start + BATCH], decode))
+        replies.extend(reply_texts(serving, tokenizer, sources[start : start + BATCH], decode, memory))
     latencies = []
     for source in sources[:LATENCY_SAMPLE]:
         began = time.perf_counter()
-        reply_texts(serving, tokenizer, [source], decode)
+        reply_texts(serving, tokenizer, [source], decode, memory)
         latencies.append((time.perf_counter() - began) * 1000)
     _, bits_per_char = evaluate(model, make_batches(encode_pairs(pairs, tokenizer, model.config), BATCH,
                                                     shuffle=False), use_bf16(None))

@@ -18,6 +18,7 @@ from core_model.corpora import Pair
 from core_model.metrics import chrf
 from core_model.model import Seq2Seq
 from core_model.replies import reply_texts
+from core_model.reply_memory import ReplyMemory
 from core_model.spelling import token_spellings
 from core_model.tokenizer import Tokenizer
 from core_model.training import NO_CALLBACKS, Callbacks, TrainResult, TrainState, evaluate, train
@@ -65,7 +66,12 @@ def fit(
                  for text in (prompt_text(p.prompt, model_config), p.reply, prompt_text(p.context, model_config)))
         tokenizer = Tokenizer.train(texts, vocab_size=model_config.vocab_size)
         model = new_model(model_config, tokenizer)
-    return _train_into(out, model, tokenizer, train_pairs, valid_pairs, train_config, callbacks, state)
+    return _train_into(out, model, tokenizer, _memory_of(train_pairs), train_pairs, valid_pairs, train_config,
+                       callbacks, state)
+
+
+def _memory_of(pairs: Sequence[Pair]) -> ReplyMemory:
+    return ReplyMemory([p.prompt for p in pairs], [p.reply for p in pairs])
 
 
 def new_model(config: ModelConfig, tokenizer: Tokenizer) -> Seq2Seq:
@@ -82,10 +88,13 @@ def new_model(config: ModelConfig, tokenizer: Tokenizer) -> Seq2Seq:
 
 def fine_tune(base: Path, train_pairs: Sequence[Pair], valid_pairs: Sequence[Pair], train_config: TrainConfig,
               out: Path, callbacks: Callbacks = NO_CALLBACKS) -> FitResult:
-    """Continue training the model folder `base` on new pairs (same tokenizer and shape) into out/."""
+    """Continue training the model folder `base` on new pairs (same tokenizer and shape) into out/.
+
+    The new model's memory holds these pairs only, not the base's: a retrain's pairs come from the
+    conversation logs as they are now, so what a person had erased (/forget) is not carried over."""
     loaded = checkpoint.load(base)
-    return _train_into(Path(out), loaded.model, loaded.tokenizer, train_pairs, valid_pairs, train_config,
-                       callbacks, None)
+    return _train_into(Path(out), loaded.model, loaded.tokenizer, _memory_of(train_pairs), train_pairs, valid_pairs,
+                       train_config, callbacks, None)
 
 
 def bits_per_char(model_dir: Path, pairs: Sequence[Pair], batch_size: int = 64) -> float:
@@ -118,7 +127,7 @@ def _reply_scorer(tokenizer: Tokenizer, config: ModelConfig,
     return score
 
 
-def _train_into(out: Path, model: Seq2Seq, tokenizer: Tokenizer, train_pairs: Sequence[Pair],
+def _train_into(out: Path, model: Seq2Seq, tokenizer: Tokenizer, memory: ReplyMemory, train_pairs: Sequence[Pair],
                 valid_pairs: Sequence[Pair], train_config: TrainConfig, callbacks: Callbacks,
                 state: TrainState | None) -> FitResult:
     config = model.config
@@ -128,7 +137,8 @@ def _train_into(out: Path, model: Seq2Seq, tokenizer: Tokenizer, train_pairs: Se
     def save_best(best: Seq2Seq, progress: TrainState) -> None:
         checkpoint.save(out, best, tokenizer, {"train_pairs": len(train_examples), "epoch": progress.epoch,
                                                "valid_loss": progress.best_valid_loss,
-                                               "valid_bits_per_char": progress.best_bits_per_char})
+                                               "valid_bits_per_char": progress.best_bits_per_char},
+                        memory=memory)
         checkpoint.save_train_state(out / checkpoint.TRAIN_STATE, asdict(progress))
         if callbacks.on_epoch_end:
             callbacks.on_epoch_end(best, progress)
@@ -138,5 +148,5 @@ def _train_into(out: Path, model: Seq2Seq, tokenizer: Tokenizer, train_pairs: Se
     result = train(model, train_examples, valid_examples, train_config,
                    replace(callbacks, on_epoch_end=save_best, score_replies=scorer), state)
     fitted = FitResult(out, len(train_examples), len(valid_examples), result)
-    checkpoint.save(out, model, tokenizer, fitted.metrics())
+    checkpoint.save(out, model, tokenizer, fitted.metrics(), memory=memory)
     return fitted

@@ -247,7 +247,7 @@ def _answer(live: LoadedModel, batch: list[tuple[Any, ...]]) -> Iterator[list[An
         answered: set[int] = set()
         try:
             sources = [source_ids(live.tokenizer, item[2], item[3], live.model.config) for item in group]
-            for finished in reply_texts_as_done(live.model, live.tokenizer, sources, decode):
+            for finished in reply_texts_as_done(live.model, live.tokenizer, sources, decode, live.memory):
                 answered.update(index for index, _ in finished)
                 yield [(group[index][1], text, None) for index, text in finished]
         except Exception as error:  # fail these requests, not the process

@@ -1,10 +1,17 @@
-"""Choosing among beam search's n-best replies by consensus (minimum Bayes risk decoding).
+"""Choosing among beam search's n-best replies: by consensus, or by the replies of similar prompts.
 
-The most probable reply of a chit-chat model is often a short, generic one. Consensus picks the
+Consensus (minimum Bayes risk decoding). The most probable reply of a chit-chat model is often a short, generic one. Consensus picks the
 candidate that agrees most, in character n-grams, with the other candidates, each weighted by its
 probability: the reply the model "expects" to be closest to the right one (Kumar & Byrne 2004;
 Freitag et al. 2022 show it beats plain beam search on the metric used as the agreement measure).
 The measure here is chrF's (character n-grams up to 6, spaces ignored, recall weighted by beta 2).
+
+Neighbours. The candidate that agrees most with the replies the nearest training prompts got
+(core_model/reply_memory.py), traded against its log-probability. A prompt worded unlike any the
+model was trained on often gets a fluent reply that fits another prompt; the replies of the prompts
+closest in characters tell which candidate fits this one. Korean held-out pairs, a model trained
+600 s: chrF 19.1 greedy, 17.8 for the top of beam search of 10, and 22.6 for the candidates of
+both reranked so (the best candidate for each prompt, picked with the reference, would score 31).
 """
 
 from __future__ import annotations
@@ -12,6 +19,8 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
+
+from core_model.reply_memory import Neighbour
 
 MAX_ORDER = 6
 BETA = 2.0
@@ -46,6 +55,29 @@ def consensus(texts: Sequence[str], log_probs: Sequence[float]) -> int:
             expected[i] += weights[j] * _chrf(matched, totals[i], totals[j])
             expected[j] += weights[i] * _chrf(matched, totals[j], totals[i])
     return max(range(n), key=expected.__getitem__)
+
+
+# How many neighbours count, and how sharply the nearer ones outweigh the others: each counts with
+# its similarity ** 4. Held-out Korean chrF, beam of 10: 21.9 so against 21.6 for the single nearest.
+NEIGHBOURS, SHARPNESS = 3, 4
+# The weight of agreement (0..1) against log-probability: 8 to 32 scored within 0.3 of each other.
+AGREEMENT_WEIGHT = 16.0
+
+
+def closest_to_neighbours(texts: Sequence[str], log_probs: Sequence[float], neighbours: Sequence[Neighbour]) -> int:
+    """Index of the candidate with the best log-probability plus AGREEMENT_WEIGHT times its mean
+    agreement with the neighbours' replies (weighted by similarity ** SHARPNESS)."""
+    weighted = [(char_ngrams(n.reply), n.similarity**SHARPNESS) for n in neighbours[:NEIGHBOURS]]
+    total = sum(weight for _, weight in weighted)
+    if not texts or total <= 0:
+        return 0
+
+    def score(i: int) -> float:
+        grams = char_ngrams(texts[i])
+        fit = sum(agreement(grams, reply) * weight for reply, weight in weighted) / total
+        return log_probs[i] + AGREEMENT_WEIGHT * fit
+
+    return max(range(len(texts)), key=score)
 
 
 def _totals(grams: list[Counter[str]]) -> list[int]:

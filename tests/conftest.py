@@ -14,6 +14,7 @@ from core_model.config import TrainConfig
 from core_model.corpora import Pair
 from core_model.model import Seq2Seq
 from core_model.presets import PRESETS
+from core_model.reply_memory import ReplyMemory
 from core_model.tokenizer import Tokenizer
 
 PAIRS = [
@@ -54,7 +55,8 @@ def trained(tokenizer: Tokenizer) -> Seq2Seq:
 
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory: pytest.TempPathFactory, trained: Seq2Seq, tokenizer: Tokenizer) -> Path:
-    return checkpoint.save(tmp_path_factory.mktemp("models") / "tiny", trained, tokenizer, {"train_pairs": len(PAIRS)})
+    return checkpoint.save(tmp_path_factory.mktemp("models") / "tiny", trained, tokenizer, {"train_pairs": len(PAIRS)},
+                           memory=ReplyMemory([p.prompt for p in PAIRS], [p.reply for p in PAIRS]))
 
 
 @pytest.fixture()

@@ -8,6 +8,7 @@ from core_model import checkpoint
 from core_model.checkpoint import CheckpointError
 from core_model.model import Seq2Seq
 from core_model.tokenizer import Tokenizer
+from tests.conftest import PAIRS
 
 
 def test_round_trip_gives_identical_logits(model_dir: Path, trained: Seq2Seq, tokenizer: Tokenizer) -> None:
@@ -19,11 +20,17 @@ def test_round_trip_gives_identical_logits(model_dir: Path, trained: Seq2Seq, to
     assert torch.equal(expected, got)
     assert loaded.metrics == {"train_pairs": 8}
     assert loaded.tokenizer.encode("hello") == tokenizer.encode("hello")
+    assert loaded.memory is not None
+    assert (loaded.memory.prompts, loaded.memory.replies) == ([p.prompt for p in PAIRS], [p.reply for p in PAIRS])
+
+
+def test_a_folder_without_a_memory_loads_without_one(tmp_path: Path, trained: Seq2Seq, tokenizer: Tokenizer) -> None:
+    assert checkpoint.load(checkpoint.save(tmp_path / "m", trained, tokenizer)).memory is None
 
 
 def test_folder_holds_only_data_files(model_dir: Path) -> None:
     assert sorted(p.name for p in model_dir.iterdir()) == [
-        "config.json", "metrics.json", "model.safetensors", "tokenizer.json"]
+        "config.json", "memory.json", "metrics.json", "model.safetensors", "tokenizer.json"]
     assert not list(model_dir.parent.glob(".tiny.*")), "no staging folder is left behind"
 
 
@@ -50,7 +57,7 @@ def test_missing_file_is_named(model_dir: Path, tmp_path: Path, name: str) -> No
         checkpoint.load(broken)
 
 
-@pytest.mark.parametrize("name", ["model.safetensors", "config.json", "tokenizer.json"])
+@pytest.mark.parametrize("name", ["model.safetensors", "config.json", "tokenizer.json", "memory.json"])
 def test_corrupt_file_is_named(model_dir: Path, tmp_path: Path, name: str) -> None:
     broken = _copy(model_dir, tmp_path)
     data = (broken / name).read_bytes()

@@ -72,7 +72,7 @@ async def test_event_loop_stays_free_while_decoding(model_dir: Path) -> None:
 
 async def test_a_decoding_failure_fails_only_the_replies_not_yet_given(model_dir: Path,
                                                                         monkeypatch) -> None:
-    def first_then_fail(model, tokenizer, sources, config):  # type: ignore[no-untyped-def]
+    def first_then_fail(model, tokenizer, sources, config, memory):  # type: ignore[no-untyped-def]
         yield [(0, "first")]
         raise RuntimeError("decoding broke")
 

@@ -7,8 +7,9 @@ from core_model.config import DecodeConfig
 from core_model.decoding import candidates, generate
 from core_model.model import Seq2Seq
 from core_model.replies import reply_texts
-from core_model.reranking import agreement, char_ngrams, consensus
-from core_model.tokenizer import Tokenizer
+from core_model.reply_memory import Neighbour, ReplyMemory
+from core_model.reranking import agreement, char_ngrams, closest_to_neighbours, consensus
+from core_model.tokenizer import SEP_ID, Tokenizer
 from tests.conftest import PAIRS
 
 BEAM = DecodeConfig(strategy="beam", beam_width=4, no_repeat_ngram=0, rerank="none")
@@ -54,3 +55,30 @@ def test_reply_texts_pick_one_of_the_candidates(trained: Seq2Seq, tokenizer: Tok
         assert text in [tokenizer.decode(ids) for _, ids in hypotheses]
     assert reply_texts(trained, tokenizer, sources, BEAM) == [tokenizer.decode(h[0][1]) for h in
                                                               candidates(trained, sources, BEAM)]
+
+
+def test_closest_to_neighbours_trades_their_replies_against_probability() -> None:
+    neighbours = [Neighbour(0.9, "배고파", "뭐 좀 드세요."), Neighbour(0.4, "졸려", "푹 자요.")]
+    texts = ["좋은 생각이에요.", "뭐 좀 드세요"]
+    assert closest_to_neighbours(texts, [-0.1, -0.6], neighbours) == 1  # agrees with the nearest prompt's reply
+    assert closest_to_neighbours(texts, [0.0, -50.0], neighbours) == 0  # unless it is far less probable
+    assert closest_to_neighbours(texts, [-0.1, -0.6], []) == 0  # no neighbours: the most probable
+
+
+def test_neighbours_choose_among_the_beam_and_greedy_replies(trained: Seq2Seq, tokenizer: Tokenizer) -> None:
+    memory = ReplyMemory([p.prompt for p in PAIRS], [p.reply for p in PAIRS])
+    config = replace(BEAM, rerank="neighbours")
+    sources = [tokenizer.encode(p.prompt) for p in PAIRS]
+    sources[0] = tokenizer.encode("some earlier turn") + [SEP_ID] + sources[0]  # the context is not searched
+    chosen = reply_texts(trained, tokenizer, sources, config, memory)
+    greedy = generate(trained, sources, replace(config, strategy="greedy"))
+    for text, hypotheses, first in zip(chosen, candidates(trained, sources, BEAM), greedy, strict=True):
+        assert text in [tokenizer.decode(ids) for _, ids in hypotheses] + [tokenizer.decode(first)]
+    # Each prompt's nearest is itself, whose reply the model has memorised: that reply is chosen.
+    assert chosen == [tokenizer.decode(tokenizer.encode(p.reply)) for p in PAIRS]
+
+
+def test_neighbours_without_a_memory_fall_back_to_consensus(trained: Seq2Seq, tokenizer: Tokenizer) -> None:
+    sources = [tokenizer.encode(p.prompt) for p in PAIRS]
+    assert (reply_texts(trained, tokenizer, sources, replace(BEAM, rerank="neighbours"))
+            == reply_texts(trained, tokenizer, sources, replace(BEAM, rerank="consensus")))

@@ -61,6 +61,22 @@ def test_fit_scores_epochs_by_the_chrf_of_greedy_replies(tmp_path: Path, tiny_tr
     assert len(evals) == 3 and all(e.reply_chrf is not None and 0 <= e.reply_chrf <= 100 for e in evals)
 
 
+def test_fitted_models_remember_their_training_pairs(tmp_path: Path, tiny_train_config: TrainConfig) -> None:
+    from core_model import checkpoint
+    from core_model.pipeline import fine_tune, fit
+
+    config = replace(tiny_train_config, max_steps=2)
+    fit(PAIRS[:5], PAIRS[5:], TINY_MODEL, config, tmp_path / "base")
+    base = checkpoint.load(tmp_path / "base").memory
+    assert base is not None and base.prompts == [p.prompt for p in PAIRS[:5]]
+    assert base.replies == [p.reply for p in PAIRS[:5]]
+    fine_tune(tmp_path / "base", PAIRS[5:], PAIRS[:1], config, tmp_path / "tuned")
+    tuned = checkpoint.load(tmp_path / "tuned").memory
+    # its own training pairs only: pairs since erased from the logs do not live on from the base's
+    assert tuned is not None and tuned.prompts == [p.prompt for p in PAIRS[5:]]
+    assert tuned.nearest(PAIRS[6].prompt, 1)[0].reply == PAIRS[6].reply
+
+
 def test_source_token_dropout_hides_prompt_tokens_from_training_only(tokenizer: Tokenizer,
                                                                      tiny_train_config: TrainConfig) -> None:
     model = _model(tokenizer)

@@ -1,0 +1,58 @@
+import json
+
+import pytest
+
+from core_model import reply_memory
+from core_model.reply_memory import ReplyMemory
+
+PROMPTS = ["오늘 날씨 어때?", "배고파", "배가 너무 고파요", "hello there", "what is your name?"]
+REPLIES = ["맑아요.", "뭐 좀 드세요.", "밥 먹으러 가요.", "hi!", "i am a chatbot."]
+
+
+@pytest.fixture()
+def memory() -> ReplyMemory:
+    return ReplyMemory(PROMPTS, REPLIES)
+
+
+def test_a_prompt_it_was_trained_on_is_its_own_nearest(memory: ReplyMemory) -> None:
+    for prompt, reply in zip(PROMPTS, REPLIES, strict=True):
+        first = memory.nearest(prompt, 1)[0]
+        assert (first.prompt, first.reply) == (prompt, reply)
+        assert first.similarity == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_reworded_prompt_finds_the_prompts_that_share_its_characters(memory: ReplyMemory) -> None:
+    found = memory.nearest("배고픈데 뭐 먹지", 2)
+    assert {n.prompt for n in found} == {"배고파", "배가 너무 고파요"}
+    assert found[0].similarity >= found[1].similarity > 0
+    assert memory.nearest("HELLO  There", 1)[0].reply == "hi!"  # case and spacing do not matter
+
+
+@pytest.mark.parametrize("prompt", ["", "   ", "ｘｙｚ", "\x00\x01"])
+def test_a_prompt_sharing_nothing_has_no_neighbours(memory: ReplyMemory, prompt: str) -> None:
+    assert memory.nearest(prompt, 3) == []
+
+
+def test_it_never_returns_more_than_it_holds(memory: ReplyMemory) -> None:
+    assert len(memory.nearest("what", 50)) <= len(PROMPTS)
+    assert ReplyMemory([], []).nearest("hello", 3) == []
+
+
+def test_it_keeps_the_last_pairs_when_given_too_many(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(reply_memory, "MAX_PAIRS", 3)
+    memory = ReplyMemory(PROMPTS, REPLIES)
+    assert memory.prompts == PROMPTS[-3:] and memory.replies == REPLIES[-3:]
+
+
+def test_json_round_trip(memory: ReplyMemory) -> None:
+    again = ReplyMemory.from_json(memory.to_json())
+    assert (again.prompts, again.replies) == (PROMPTS, REPLIES)
+    assert again.nearest("배고파", 1) == memory.nearest("배고파", 1)
+
+
+@pytest.mark.parametrize("text", ["not json", "[]", json.dumps({"prompts": ["a"]}),
+                                  json.dumps({"prompts": [1], "replies": ["a"]}),
+                                  json.dumps({"prompts": ["a", "b"], "replies": ["a"]})])
+def test_a_malformed_memory_is_a_value_error(text: str) -> None:
+    with pytest.raises(ValueError):
+        ReplyMemory.from_json(text)
