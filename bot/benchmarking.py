@@ -82,7 +82,8 @@ def _prompts(path: Path | None) -> list[Pair]:
 
 
 def bench_infer(model_dir: Path, decode: DecodeConfig, concurrency: int, prompts_file: Path | None) -> dict[str, Any]:
-    """Single-thread latency of greedy and beam-5 decoding; engine throughput alone and concurrent."""
+    """Single-thread latency of greedy, beam-5 and the given decoding; greedy engine throughput
+    alone and concurrent."""
     torch.set_num_threads(1)
     loaded = load_for_serving(model_dir)  # what the bot decodes with
     model, tokenizer = loaded.model, loaded.tokenizer
@@ -99,7 +100,7 @@ def bench_infer(model_dir: Path, decode: DecodeConfig, concurrency: int, prompts
 
     greedy = replace(decode, strategy="greedy")
     beam = replace(decode, strategy="beam", beam_width=5)
-    greedy_ms, beam_ms = p50(greedy), p50(beam)
+    greedy_ms, beam_ms, default_ms = p50(greedy), p50(beam), p50(decode)
     texts = [p.prompt for p in pairs]
 
     async def throughput(parallel: int, total: int) -> float:
@@ -124,6 +125,7 @@ def bench_infer(model_dir: Path, decode: DecodeConfig, concurrency: int, prompts
         "threads": 1,
         "greedy_p50_ms": round(greedy_ms, 2),
         "beam5_p50_ms": round(beam_ms, 2),
+        "default_p50_ms": round(default_ms, 2),  # the decoding the bot uses (settings or options)
         "batch1_replies_per_s": round(alone, 1),
         "concurrent_replies_per_s": round(together, 1),
         "concurrency": concurrency,

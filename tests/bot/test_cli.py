@@ -51,6 +51,17 @@ def test_eval_reports_quality_as_json(trained_dir: Path) -> None:
         assert key in report
 
 
+def test_bench_infer_reports_latency_throughput_and_memory(trained_dir: Path) -> None:
+    result = chatbot("bench", "infer", "--model", str(trained_dir / "model"), "--concurrency", "8",
+                     "--prompts", str(trained_dir / "train.tsv"), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.splitlines()[-1])
+    assert report["concurrency"] == 8 and report["threads"] == 1
+    for key in ("greedy_p50_ms", "beam5_p50_ms", "default_p50_ms", "batch1_replies_per_s",
+                "concurrent_replies_per_s", "speedup", "rss_mb"):
+        assert report[key] > 0, key
+
+
 def test_chat_reads_stdin(trained_dir: Path) -> None:
     result = chatbot("chat", "--model", str(trained_dir / "model"), stdin="/help\nhello\n", cwd=trained_dir)
     assert result.returncode == 0, result.stderr
