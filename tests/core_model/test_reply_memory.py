@@ -38,10 +38,12 @@ def test_it_never_returns_more_than_it_holds(memory: ReplyMemory) -> None:
     assert ReplyMemory([], []).nearest("hello", 3) == []
 
 
-def test_it_keeps_the_last_pairs_when_given_too_many(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(reply_memory, "MAX_PAIRS", 3)
+def test_it_keeps_the_last_pairs_that_fit_its_n_gram_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    last_two = sum(len(reply_memory._grams(prompt)) for prompt in PROMPTS[-2:])
+    monkeypatch.setattr(reply_memory, "MAX_NGRAMS", last_two)
     memory = ReplyMemory(PROMPTS, REPLIES)
-    assert memory.prompts == PROMPTS[-3:] and memory.replies == REPLIES[-3:]
+    assert memory.prompts == PROMPTS[-2:] and memory.replies == REPLIES[-2:]
+    assert memory.nearest(PROMPTS[-1], 1)[0].reply == REPLIES[-1]
 
 
 def test_json_round_trip(memory: ReplyMemory) -> None:
