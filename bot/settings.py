@@ -22,10 +22,7 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path("var")
     model_dir: Path | None = None
-    # 150 s gave 12 epochs of the bundled corpus on a 2-core bf16 machine: "hello" got "i" or "Ho",
-    # and one run answered everything with "I am not not to feel...". 240 s (19-20 epochs) gave
-    # "Hi" / "Greetings!" and "I am doing well." in both seeds tried, held-out chrF 12.5 and 13.7
-    # against 10.9 and 11.1.
+    # How long the first run trains the default model (why 240 s: bot/default_model.py).
     default_train_seconds: float = Field(240.0, gt=0)
     torch_threads: int | None = Field(None, ge=1)
     # Batches the bot's decoding process decodes at once, one thread each.
