@@ -5,7 +5,13 @@ whose directions are summed, a Luong "dot" attention decoder stepped one token p
 iteration, softmax followed by a hand-made NLL, two Adam optimizers, clipping at 50.
 Hidden 500, embeddings 500, 2 layers, batch 64, as in the tutorial.
 
-    python benchmarks/tutorial_baseline.py ../shared/data/korean_chatbot/train.tsv [--steps 20]
+    python benchmarks/tutorial_baseline.py ../shared/data/korean_chatbot/train.tsv [--steps 20] [--min-count 3]
+
+By default every pair of at most ten words is used, the workload `chatbot bench train` measures.
+The tutorial also drops words seen fewer than three times and every pair holding one
+(`--min-count 3`): on the Korean corpus that keeps 1,273 of 10,575 pairs, shorter ones, and a
+vocabulary of 2,697 instead of 20,179, so it processes two to three times the characters per second
+of another workload.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import argparse
 import json
 import random
 import time
+from collections import Counter
 
 import torch
 import torch.nn.functional as F
@@ -59,11 +66,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("data")
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--min-count", type=int, default=1, help="drop pairs holding a rarer word (tutorial: 3)")
     args = parser.parse_args()
     random.seed(0)
     torch.manual_seed(0)
     pairs = [p for p in load_pairs([args.data])
              if len(p.prompt.split()) < MAX_WORDS and len(p.reply.split()) < MAX_WORDS]
+    counts = Counter(w for p in pairs for w in (p.prompt + " " + p.reply).split())
+    pairs = [p for p in pairs if all(counts[w] >= args.min_count for w in (p.prompt + " " + p.reply).split())]
     words = {w for p in pairs for w in (p.prompt + " " + p.reply).split()}
     index = {w: i + 3 for i, w in enumerate(sorted(words))}
     embedding = nn.Embedding(len(index) + 3, H)
@@ -99,7 +109,8 @@ def main() -> None:
         if step >= 2:
             seconds += time.perf_counter() - began
             chars += sum(len(p.reply) for p in batch)
-    print(json.dumps({"procedure": "pytorch-chatbot-tutorial", "steps": args.steps, "vocab": len(index) + 3,
+    print(json.dumps({"procedure": "pytorch-chatbot-tutorial", "steps": args.steps, "min_count": args.min_count,
+                      "pairs": len(pairs), "vocab": len(index) + 3,
                       "train_seconds": round(seconds, 3), "target_chars_per_s": round(chars / seconds, 1)}))
 
 
