@@ -19,11 +19,11 @@ log = logging.getLogger(__name__)
 def ensure_default_model(path: Path, seconds: float, threads: int | None = None) -> Path:
     """Return path, training the default model into it first when it is missing or unreadable.
 
-    The budget (the setting DEFAULT_TRAIN_SECONDS, 240 s unless set): 150 s gave 12-15 epochs of the bundled
-    corpus on a 2-core bf16 machine, and replies that varied from run to run ("hello" got "i" or
-    "Ho", one run answered everything with "I am not not to feel...", another "what is your name?"
-    with "Canada"). 240 s (19-20 epochs) gave "Hi" / "Greetings!" and "I am doing well." in both
-    seeds tried, held-out chrF 12.5 and 13.7 against 10.9 and 11.1.
+    The budget (the setting DEFAULT_TRAIN_SECONDS, 240 s unless set): 150 s gave 12-15 epochs of the
+    bundled corpus on a 2-core bf16 machine, and replies that varied from run to run ("hello" got
+    "i" or "Ho", one run answered everything with "I am not not to feel...", another "what is your
+    name?" with "Canada"). 240 s (19-20 epochs) gave "Hi" / "Greetings!" and "I am doing well." in
+    both seeds tried, held-out chrF 12.5 and 13.7 against 10.9 and 11.1.
     """
     try:
         checkpoint.load(path)

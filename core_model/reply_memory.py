@@ -66,9 +66,6 @@ class ReplyMemory:
         self._rows, self._weights = row_of[order], weights[order]
         self._starts = np.concatenate([[0], np.cumsum(document_frequency)])
 
-    def __len__(self) -> int:
-        return len(self.prompts)
-
     def nearest(self, prompt: str, k: int) -> list[Neighbour]:
         """The k training prompts most similar to prompt (similarity > 0), most similar first."""
         known = [(self._gram_ids[gram], count) for gram, count in _grams(prompt).items() if gram in self._gram_ids]
@@ -105,4 +102,3 @@ def _grams(text: str) -> Counter[str]:
     grams = Counter(padded[i : i + n] for n in ORDERS for i in range(len(padded) - n + 1))
     del grams[" "]  # a lone space is in every prompt: it would make a blank prompt match them all
     return grams
-
