@@ -66,12 +66,7 @@ def fit(
                  for text in (prompt_text(p.prompt, model_config), p.reply, prompt_text(p.context, model_config)))
         tokenizer = Tokenizer.train(texts, vocab_size=model_config.vocab_size)
         model = new_model(model_config, tokenizer)
-    return _train_into(out, model, tokenizer, _memory_of(train_pairs), train_pairs, valid_pairs, train_config,
-                       callbacks, state)
-
-
-def _memory_of(pairs: Sequence[Pair]) -> ReplyMemory:
-    return ReplyMemory([p.prompt for p in pairs], [p.reply for p in pairs])
+    return _train_into(out, model, tokenizer, train_pairs, valid_pairs, train_config, callbacks, state)
 
 
 def new_model(config: ModelConfig, tokenizer: Tokenizer) -> Seq2Seq:
@@ -93,8 +88,8 @@ def fine_tune(base: Path, train_pairs: Sequence[Pair], valid_pairs: Sequence[Pai
     The new model's memory holds these pairs only, not the base's: a retrain's pairs come from the
     conversation logs as they are now, so what a person had erased (/forget) is not carried over."""
     loaded = checkpoint.load(base)
-    return _train_into(Path(out), loaded.model, loaded.tokenizer, _memory_of(train_pairs), train_pairs, valid_pairs,
-                       train_config, callbacks, None)
+    return _train_into(Path(out), loaded.model, loaded.tokenizer, train_pairs, valid_pairs, train_config,
+                       callbacks, None)
 
 
 def bits_per_char(model_dir: Path, pairs: Sequence[Pair], batch_size: int = 64) -> float:
@@ -127,12 +122,13 @@ def _reply_scorer(tokenizer: Tokenizer, config: ModelConfig,
     return score
 
 
-def _train_into(out: Path, model: Seq2Seq, tokenizer: Tokenizer, memory: ReplyMemory, train_pairs: Sequence[Pair],
+def _train_into(out: Path, model: Seq2Seq, tokenizer: Tokenizer, train_pairs: Sequence[Pair],
                 valid_pairs: Sequence[Pair], train_config: TrainConfig, callbacks: Callbacks,
                 state: TrainState | None) -> FitResult:
     config = model.config
     train_examples = encode_pairs(train_pairs, tokenizer, config)
     valid_examples = encode_pairs(valid_pairs, tokenizer, config)
+    memory = ReplyMemory([p.prompt for p in train_pairs], [p.reply for p in train_pairs])  # saved with the model
 
     def save_best(best: Seq2Seq, progress: TrainState) -> None:
         checkpoint.save(out, best, tokenizer, {"train_pairs": len(train_examples), "epoch": progress.epoch,
