@@ -14,6 +14,7 @@ from array import array
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -31,57 +32,87 @@ class Neighbour:
     reply: str
 
 
+@dataclass(frozen=True)
+class _Index:
+    prompts: list[str]
+    replies: list[str]
+    gram_ids: dict[str, int]
+    idf: np.ndarray  # [grams] float32
+    starts: np.ndarray  # [grams + 1]: the postings of gram g are rows/weights[starts[g]:starts[g + 1]]
+    rows: np.ndarray  # int32 prompt of each posting
+    weights: np.ndarray  # float32 its TF-IDF weight, each prompt's vector normalised
+
+
 class ReplyMemory:
+    """Training pairs; their index is built when first needed, so loading a model folder only to
+    read its metrics or weights (retraining, version checks) does not pay for it."""
+
     def __init__(self, prompts: Sequence[str], replies: Sequence[str]) -> None:
         if len(prompts) != len(replies):
             raise ValueError("prompts and replies differ in number")
-        kept, total = 0, 0
-        for prompt in reversed(prompts):
-            total += len(_grams(prompt))
-            if total > MAX_NGRAMS:
-                break
-            kept += 1
-        self.prompts, self.replies = list(prompts)[len(prompts) - kept :], list(replies)[len(replies) - kept :]
-        self._gram_ids: dict[str, int] = {}
-        # Compact arrays, not lists of Python ints, which would take ten times the memory.
+        self._given = (list(prompts), list(replies))
+
+    @property
+    def prompts(self) -> list[str]:
+        """The prompts kept (the last ones that fit MAX_NGRAMS), oldest first."""
+        return self._index.prompts
+
+    @property
+    def replies(self) -> list[str]:
+        return self._index.replies
+
+    def indexed(self) -> ReplyMemory:
+        """self, with its index built now (e.g. while a model loads rather than at its first reply)."""
+        self._index  # noqa: B018 (built and cached on first access)
+        return self
+
+    @cached_property
+    def _index(self) -> _Index:
+        given_prompts, given_replies = self._given
+        gram_ids: dict[str, int] = {}
+        # Newest pair first, until the n-gram budget is spent. Compact arrays, not lists of Python
+        # ints, which would take ten times the memory.
         cols, counts, lengths = array("i"), array("f"), array("i")
-        for prompt in self.prompts:
+        for prompt in reversed(given_prompts):
             grams = _grams(prompt)
-            cols.extend(self._gram_ids.setdefault(gram, len(self._gram_ids)) for gram in grams)
+            if len(cols) + len(grams) > MAX_NGRAMS:
+                break
+            cols.extend(gram_ids.setdefault(gram, len(gram_ids)) for gram in grams)
             counts.extend(grams.values())
             lengths.append(len(grams))
+        n = len(lengths)
+        prompts, replies = given_prompts[len(given_prompts) - n :], given_replies[len(given_replies) - n :]
         gram_of = np.frombuffer(cols, dtype=np.int32)
-        row_of = np.repeat(np.arange(len(self.prompts), dtype=np.int32), np.frombuffer(lengths, dtype=np.int32))
-        n = len(self.prompts)
-        document_frequency = np.bincount(gram_of, minlength=len(self._gram_ids))
-        # smoothed IDF, as scikit-learn's
-        self._idf = (np.log((1 + n) / (1 + document_frequency)) + 1).astype(np.float32)
+        # the k-th prompt read (from the end) is prompts[n - 1 - k]
+        row_of = np.repeat(np.arange(n - 1, -1, -1, dtype=np.int32), np.frombuffer(lengths, dtype=np.int32))
+        document_frequency = np.bincount(gram_of, minlength=len(gram_ids))
+        idf = (np.log((1 + n) / (1 + document_frequency)) + 1).astype(np.float32)  # smoothed, as scikit-learn's
         weights = np.log(np.frombuffer(counts, dtype=np.float32))  # sublinear TF: 1 + log(count)
         weights += 1
-        weights *= self._idf[gram_of]
+        weights *= idf[gram_of]
         norms = np.sqrt(np.bincount(row_of, weights=weights * weights, minlength=n)).astype(np.float32)
         weights /= np.maximum(norms, 1e-12)[row_of]
-        # Postings by n-gram: the prompts holding gram g are _rows[_starts[g]:_starts[g + 1]].
         order = np.argsort(gram_of, kind="stable")
-        self._rows, self._weights = row_of[order], weights[order]
-        self._starts = np.concatenate([[0], np.cumsum(document_frequency)])
+        return _Index(prompts, replies, gram_ids, idf, np.concatenate([[0], np.cumsum(document_frequency)]),
+                      row_of[order], weights[order])
 
     def nearest(self, prompt: str, k: int) -> list[Neighbour]:
         """The k training prompts most similar to prompt (similarity > 0), most similar first."""
-        known = [(self._gram_ids[gram], count) for gram, count in _grams(prompt).items() if gram in self._gram_ids]
+        index = self._index
+        known = [(index.gram_ids[gram], count) for gram, count in _grams(prompt).items() if gram in index.gram_ids]
         if not known or k <= 0:
             return []
         ids = np.array([gram for gram, _ in known])
-        query = (1 + np.log(np.array([count for _, count in known], dtype=np.float32))) * self._idf[ids]
+        query = (1 + np.log(np.array([count for _, count in known], dtype=np.float32))) * index.idf[ids]
         query /= np.linalg.norm(query)
-        scores = np.zeros(len(self.prompts), dtype=np.float32)
+        scores = np.zeros(len(index.prompts), dtype=np.float32)
         for gram, weight in zip(ids.tolist(), query.tolist(), strict=True):
-            start, end = self._starts[gram], self._starts[gram + 1]
-            scores[self._rows[start:end]] += weight * self._weights[start:end]  # a prompt appears once per gram
+            start, end = index.starts[gram], index.starts[gram + 1]
+            scores[index.rows[start:end]] += weight * index.weights[start:end]  # a prompt appears once per gram
         k = min(k, len(scores))
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top], kind="stable")]
-        return [Neighbour(float(scores[i]), self.prompts[i], self.replies[i]) for i in top.tolist() if scores[i] > 0]
+        return [Neighbour(float(scores[i]), index.prompts[i], index.replies[i]) for i in top.tolist() if scores[i] > 0]
 
     def to_json(self) -> str:
         return json.dumps({"prompts": self.prompts, "replies": self.replies}, ensure_ascii=False)

@@ -41,9 +41,11 @@ def packed_for_serving(model: Seq2Seq, *, in_place: bool = False) -> Seq2Seq:
 
 
 def load_for_serving(path: Path | str) -> LoadedModel:
-    """A model folder loaded (errors name the bad file) and packed for decoding."""
+    """A model folder loaded (errors name the bad file) and packed for decoding, its memory's index
+    built (here, not at the first reply)."""
     loaded = checkpoint.load(path)
-    return replace(loaded, model=packed_for_serving(loaded.model, in_place=True))
+    memory = loaded.memory.indexed() if loaded.memory is not None else None
+    return replace(loaded, model=packed_for_serving(loaded.model, in_place=True), memory=memory)
 
 
 def keep_collector_off_live_objects() -> None:
