@@ -26,6 +26,8 @@ def _add_decode_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--length-penalty", type=float)
     group.add_argument("--rerank", choices=get_args(Rerank),
                        help="beam search's choice among its n-best: the most probable, or by consensus")
+    group.add_argument("--neighbour-share", type=_share, metavar="SHARE",
+                       help="share of each next-token distribution given to the nearest training prompts' replies")
     group.add_argument("--min-length", type=int)
     group.add_argument("--max-length", type=int)
     group.add_argument("--no-repeat-ngram", type=int, metavar="N")
@@ -42,8 +44,18 @@ def _given(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, object
 
 def decode_config(args: argparse.Namespace, settings: Settings) -> DecodeConfig:
     names = ("strategy", "beam_width", "length_penalty", "min_length", "max_length", "no_repeat_ngram",
-             "block_prompt_ngram", "rerank", "temperature", "top_k", "top_p", "seed")
+             "block_prompt_ngram", "rerank", "neighbour_share", "temperature", "top_k", "top_p", "seed")
     return replace(settings.decode_config(), **_given(args, names))  # type: ignore[arg-type]
+
+
+def _share(text: str) -> float:
+    try:
+        share = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not 0 <= share < 1:
+        raise argparse.ArgumentTypeError("must be at least 0 and below 1")
+    return share
 
 
 def _vocab_size(text: str) -> int:

@@ -77,6 +77,7 @@ class Settings(BaseSettings):
     beam_width: int = Field(_DECODING.beam_width, ge=1, le=32)
     length_penalty: float = Field(_DECODING.length_penalty, ge=0)
     rerank: Rerank = _DECODING.rerank
+    neighbour_share: float = Field(_DECODING.neighbour_share, ge=0, lt=1)
     no_repeat_ngram: int = Field(_DECODING.no_repeat_ngram, ge=0)
     max_reply_tokens: int = Field(_DECODING.max_length, ge=1, le=512)
     temperature: float = Field(0.8, gt=0)
@@ -109,6 +110,7 @@ class Settings(BaseSettings):
             beam_width=self.beam_width,
             length_penalty=self.length_penalty,
             rerank=self.rerank,
+            neighbour_share=self.neighbour_share,
             no_repeat_ngram=self.no_repeat_ngram,
             max_length=self.max_reply_tokens,
             temperature=self.temperature,

@@ -107,7 +107,15 @@ class DecodeConfig:
     # Beam search's choice among its n-best (core_model/reranking.py). "neighbours" needs the model
     # folder's memory of training pairs and falls back to "consensus" without one.
     rerank: Rerank = "neighbours"
+    # Share of each next-token distribution given to continuing the replies of the nearest training
+    # prompts (core_model/guidance.py); 0: the model's distribution alone. Needs the memory of
+    # training pairs, like rerank="neighbours".
+    neighbour_share: float = 0.5
     temperature: float = 1.0
     top_k: int = 0
     top_p: float = 1.0
     seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.neighbour_share < 1:  # at 1, a reply no neighbour continues would be impossible
+            raise ValueError(f"neighbour_share must be at least 0 and below 1, not {self.neighbour_share}")

@@ -1,61 +1,74 @@
 """Reply generation on token ids, batched over prompts: greedy, beam search and sampling.
 
 Every strategy applies the same constraints (minimum length, no repeated n-gram within the reply,
-no n-gram copied from the prompt), so beam search of width 1 equals greedy decoding.
+no n-gram copied from the prompt), so beam search of width 1 equals greedy decoding. Given guides
+(one per source) and config.neighbour_share > 0, every strategy decodes from the model's
+distribution mixed with the guides' (core_model/guidance.py).
 An empty source (a prompt that tokenizes to nothing) gets an empty reply without running the model.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import torch
 from torch import Tensor
 
 from core_model.config import DecodeConfig
+from core_model.guidance import Guide, GuideRows
 from core_model.model import Memory, Seq2Seq, State, _map_state
 from core_model.row_ops import argmax_rows, logsumexp_rows, topk_rows
 from core_model.tokenizer import EOS_ID, GO_ID, PAD_ID, SPECIAL_TOKENS
 
 NEG_INF = float("-inf")
-Scored = tuple[float, list[int]]  # (length-normalised log-probability, reply ids)
 _NEVER = [i for i in range(len(SPECIAL_TOKENS)) if i != EOS_ID]  # <pad> <go> <unk> <sep>
 
 
-def generate(model: Seq2Seq, sources: Sequence[Sequence[int]], config: DecodeConfig) -> list[list[int]]:
+class Hypothesis(NamedTuple):
+    """One reply found by beam search."""
+
+    score: float  # the search's: length-normalised log-probability (of the guided mixture if guided)
+    ids: list[int]  # without <go> or <eos>
+    log_prob: float  # the model's own log-probability of the reply and its <eos> (none if cut at max_length)
+
+
+def generate(model: Seq2Seq, sources: Sequence[Sequence[int]], config: DecodeConfig,
+             guides: Sequence[Guide] | None = None) -> list[list[int]]:
     """One reply per source, as ids without <go> or <eos>."""
-    return _collect(len(sources), generate_as_done(model, sources, config))
+    return _collect(len(sources), generate_as_done(model, sources, config, guides))
 
 
-def candidates(model: Seq2Seq, sources: Sequence[Sequence[int]], config: DecodeConfig) -> list[list[Scored]]:
+def candidates(model: Seq2Seq, sources: Sequence[Sequence[int]], config: DecodeConfig,
+               guides: Sequence[Guide] | None = None) -> list[list[Hypothesis]]:
     """Beam search's n-best list for each source, best first (empty for an empty source)."""
-    return _collect(len(sources), candidates_as_done(model, sources, config))
+    return _collect(len(sources), candidates_as_done(model, sources, config, guides))
 
 
-Result = TypeVar("Result", list[int], list[Scored])
+Result = TypeVar("Result", list[int], list[Hypothesis])
 # What finished at one step of a search: (index of the source, its result) pairs.
 Finished = list[tuple[int, Result]]
-Search = Callable[[Seq2Seq, Memory, State, Tensor, DecodeConfig, int], Iterator[Finished[Result]]]
+Search = Callable[[Seq2Seq, Memory, State, Tensor, "GuideRows | None", DecodeConfig, int],
+                  Iterator[Finished[Result]]]
 
 
 @torch.inference_mode()
-def generate_as_done(model: Seq2Seq, sources: Sequence[Sequence[int]],
-                     config: DecodeConfig) -> Iterator[Finished[list[int]]]:
+def generate_as_done(model: Seq2Seq, sources: Sequence[Sequence[int]], config: DecodeConfig,
+                     guides: Sequence[Guide] | None = None) -> Iterator[Finished[list[int]]]:
     """generate(), handing over each reply at the step it ends: a short reply need not wait for
     the longest one of its batch."""
     if config.strategy == "beam" and config.beam_width > 1:
-        for finished in candidates_as_done(model, sources, config):
-            yield [(index, hypotheses[0][1] if hypotheses else []) for index, hypotheses in finished]
+        for finished in candidates_as_done(model, sources, config, guides):
+            yield [(index, hypotheses[0].ids if hypotheses else []) for index, hypotheses in finished]
         return
-    yield from _search_non_empty(model, sources, config, _step_by_step)
+    yield from _search_non_empty(model, sources, config, guides, _step_by_step)
 
 
 @torch.inference_mode()
-def candidates_as_done(model: Seq2Seq, sources: Sequence[Sequence[int]],
-                       config: DecodeConfig) -> Iterator[Finished[list[Scored]]]:
+def candidates_as_done(model: Seq2Seq, sources: Sequence[Sequence[int]], config: DecodeConfig,
+                       guides: Sequence[Guide] | None = None) -> Iterator[Finished[list[Hypothesis]]]:
     """candidates(), handing over each source's n-best list at the step its search ends."""
-    yield from _search_non_empty(model, sources, config, _beam)
+    yield from _search_non_empty(model, sources, config, guides, _beam)
 
 
 def _collect(count: int, steps: Iterator[Finished[Result]]) -> list[Result]:
@@ -67,7 +80,7 @@ def _collect(count: int, steps: Iterator[Finished[Result]]) -> list[Result]:
 
 
 def _search_non_empty(model: Seq2Seq, sources: Sequence[Sequence[int]], config: DecodeConfig,
-                      search: Search[Result]) -> Iterator[Finished[Result]]:
+                      guides: Sequence[Guide] | None, search: Search[Result]) -> Iterator[Finished[Result]]:
     """Encode the non-empty sources once and run search on them; an empty source gets [] at once."""
     live = [i for i, source in enumerate(sources) if source]
     if len(live) < len(sources):
@@ -78,7 +91,9 @@ def _search_non_empty(model: Seq2Seq, sources: Sequence[Sequence[int]], config: 
     src = _pad([list(sources[i])[-limit:] for i in live])  # [B, S]
     memory, state = model.encode(src, (src != PAD_ID).sum(dim=1))
     max_length = min(config.max_length, model.config.max_target_tokens)
-    for finished in search(model, memory, state, src, config, max_length):
+    guided = guides is not None and config.neighbour_share > 0 and any(guides[i] for i in live)
+    rows = GuideRows.of([guides[i] for i in live]) if guided and guides is not None else None
+    for finished in search(model, memory, state, src, rows, config, max_length):
         yield [(live[row], result) for row, result in finished]
 
 
@@ -115,9 +130,8 @@ def _strip(row: list[int]) -> list[int]:
     return row
 
 
-def _step_by_step(
-    model: Seq2Seq, memory: Memory, state: State, src: Tensor, config: DecodeConfig, max_length: int
-) -> Iterator[Finished[list[int]]]:
+def _step_by_step(model: Seq2Seq, memory: Memory, state: State, src: Tensor, guides: GuideRows | None,
+                  config: DecodeConfig, max_length: int) -> Iterator[Finished[list[int]]]:
     """Greedy (argmax) or sampling (temperature, top-k, top-p), one token per step for all rows.
 
     A row that has produced <eos> leaves the batch, so that the steps after it decode only the
@@ -134,6 +148,8 @@ def _step_by_step(
     for _ in range(max_length):
         logits, state = model.decode_step(tokens, state, memory)  # [R, V]
         logits = logits.float()
+        if guides is not None:  # the mixture's log-probabilities serve as its logits
+            logits = guides.mix(torch.log_softmax(logits, dim=-1), generated, config.neighbour_share)
         _constrain(logits, generated, src, config)
         tokens = _sample(logits, config, generator) if config.strategy == "sample" else argmax_rows(logits)
         generated = torch.cat([generated, tokens.unsqueeze(1)], dim=1)  # [R, t+1]
@@ -152,6 +168,7 @@ def _step_by_step(
             rows = [rows[p] for p in keep.tolist()]
             tokens, generated, src = tokens[keep], generated[keep], src[keep]
             memory, state = memory.select(keep), _select_rows(state, keep)
+            guides = guides.select(keep) if guides is not None else None
     yield [(row, replies[row]) for row in rows]  # cut at max_length
 
 
@@ -178,9 +195,8 @@ def _length_penalty(length: int, alpha: float) -> float:
     return ((5 + length) / 6) ** alpha
 
 
-def _beam(
-    model: Seq2Seq, memory: Memory, state: State, src: Tensor, config: DecodeConfig, max_length: int
-) -> Iterator[Finished[list[Scored]]]:
+def _beam(model: Seq2Seq, memory: Memory, state: State, src: Tensor, guides: GuideRows | None,
+          config: DecodeConfig, max_length: int) -> Iterator[Finished[list[Hypothesis]]]:
     """Each prompt's finished hypotheses, best (length-normalised log-probability) first.
 
     A prompt whose search is over leaves the batch with its K rows, as in greedy decoding.
@@ -190,41 +206,48 @@ def _beam(
     # and its best K continuations become the K beams.
     width = 1
     prompts = src  # [B*width, S]: row r follows prompt alive[r // width]
-    scores = torch.zeros((B, 1))
+    scores = torch.zeros((B, 1))  # [A, width] the search's log-probabilities
+    own = torch.zeros((B, 1))  # [A, width] the model's (they differ when guided)
     tokens = torch.full((B,), GO_ID, dtype=torch.long)
     generated = torch.empty((B, 0), dtype=torch.long)
-    hypotheses: list[list[Scored]] = [[] for _ in range(B)]
+    hypotheses: list[list[Hypothesis]] = [[] for _ in range(B)]
     alive = list(range(B))  # the prompt each group of rows belongs to
     for step in range(max_length):
         A = len(alive)
         logits, state = model.decode_step(tokens, state, memory)  # [A*width, V]
-        logits = logits.float()
         # Normalised before the constraints, so a blocked token's probability is dropped, not shared out.
-        norm = logsumexp_rows(logits)  # [A*width, 1]
-        _constrain(logits, generated, prompts, config)
+        log_probs = logits.float()
+        log_probs -= logsumexp_rows(log_probs)  # [A*width, V]
+        # Unguided, the constraints apply to log_probs in place: a blocked token is never chosen, so
+        # the model's log-probabilities of the chosen tokens stay the same.
+        step_scores = log_probs if guides is None else guides.mix(log_probs, generated, config.neighbour_share)
+        _constrain(step_scores, generated, prompts, config)
         # The best 2K continuations of the beams are among each beam's own best 2K.
-        best, best_tokens = topk_rows(logits, 2 * K)  # [A*width, 2K]
-        candidates = (scores.view(-1, 1) + (best - norm)).view(A, width * 2 * K)
+        best, best_tokens = topk_rows(step_scores, 2 * K)  # [A*width, 2K]
+        candidates = (scores.view(-1, 1) + best).view(A, width * 2 * K)
         top_scores, top_positions = candidates.topk(2 * K, dim=-1)  # [A, 2K]
         top_tokens = best_tokens.view(A, width * 2 * K).gather(1, top_positions)
+        top_own = (own.view(-1, 1) + log_probs.gather(1, best_tokens)).view(A, width * 2 * K).gather(1, top_positions)
         penalty = _length_penalty(step + 1, config.length_penalty)
         next_scores = [[NEG_INF] * K for _ in range(A)]
+        next_own = [[NEG_INF] * K for _ in range(A)]
         next_beams = [[0] * K for _ in range(A)]
         next_tokens = [[PAD_ID] * K for _ in range(A)]
         history = generated.tolist()
         over = set()
-        for a, (row_scores, row_positions, row_tokens) in enumerate(
-                zip(top_scores.tolist(), top_positions.tolist(), top_tokens.tolist(), strict=True)):
+        for a, (row_scores, row_own, row_positions, row_tokens) in enumerate(zip(
+                top_scores.tolist(), top_own.tolist(), top_positions.tolist(), top_tokens.tolist(), strict=True)):
             found = hypotheses[alive[a]]
             kept = 0
-            for score, position, token in zip(row_scores, row_positions, row_tokens, strict=True):
+            for score, own_score, position, token in zip(row_scores, row_own, row_positions, row_tokens, strict=True):
                 if score == NEG_INF or kept == K:
                     break
                 beam = position // (2 * K)
                 if token == EOS_ID:
-                    found.append((score / penalty, history[a * width + beam]))
+                    found.append(Hypothesis(score / penalty, history[a * width + beam], own_score))
                 else:
-                    next_scores[a][kept], next_beams[a][kept], next_tokens[a][kept] = score, beam, token
+                    next_scores[a][kept], next_own[a][kept] = score, own_score
+                    next_beams[a][kept], next_tokens[a][kept] = beam, token
                     kept += 1
             if len(found) >= K or kept == 0:
                 over.add(a)
@@ -234,23 +257,27 @@ def _beam(
             return
         reorder = (torch.arange(A).unsqueeze(1) * width + torch.tensor(next_beams)).view(-1)  # [A*K]
         tokens, scores = torch.tensor(next_tokens).view(-1), torch.tensor(next_scores)  # [A*K], [A, K]
+        own = torch.tensor(next_own)  # [A, K]
         generated = torch.cat([generated[reorder], tokens.view(-1, 1)], dim=1)  # [A*K, t+1]
         state = _select_rows(state, reorder)
         if width != K:  # the first step: each prompt's one row becomes its K beams
             memory, prompts, width = memory.select(reorder), prompts[reorder], K
+            guides = guides.select(reorder) if guides is not None else None
         if over:
             keep = torch.tensor([a for a in range(A) if a not in over])
             rows = (keep.unsqueeze(1) * K + torch.arange(K)).view(-1)
             alive = [alive[a] for a in keep.tolist()]
             generated, tokens, prompts, scores = generated[rows], tokens[rows], prompts[rows], scores[keep]
-            memory, state = memory.select(rows), _select_rows(state, rows)
+            own, memory, state = own[keep], memory.select(rows), _select_rows(state, rows)
+            guides = guides.select(rows) if guides is not None else None
     else:
         penalty = _length_penalty(max_length, config.length_penalty)
         history = generated.tolist()
-        for a, (b, row_scores) in enumerate(zip(alive, scores.tolist(), strict=True)):
-            hypotheses[b] += [(s / penalty, history[a * width + k]) for k, s in enumerate(row_scores) if s > NEG_INF]
+        for a, (b, row_scores, row_own) in enumerate(zip(alive, scores.tolist(), own.tolist(), strict=True)):
+            hypotheses[b] += [Hypothesis(s / penalty, history[a * width + k], row_own[k])
+                              for k, s in enumerate(row_scores) if s > NEG_INF]
         yield [(b, _best_first(hypotheses[b])) for b in alive]
 
 
-def _best_first(hypotheses: list[Scored]) -> list[Scored]:
-    return sorted(((score, _strip(ids)) for score, ids in hypotheses), key=lambda item: -item[0])
+def _best_first(hypotheses: list[Hypothesis]) -> list[Hypothesis]:
+    return sorted((h._replace(ids=_strip(h.ids)) for h in hypotheses), key=lambda h: -h.score)

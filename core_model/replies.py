@@ -1,4 +1,9 @@
-"""From source ids to reply texts: decoding, then (for beam search) the choice among the n-best."""
+"""From source ids to reply texts: decoding, then (for beam search) the choice among the n-best.
+
+With the memory of training pairs, each prompt's nearest training prompts are looked up once:
+their replies guide the decoding (config.neighbour_share, core_model/guidance.py) and choose among
+beam search's candidates (rerank="neighbours", core_model/reranking.py).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
 from core_model.config import DecodeConfig
-from core_model.decoding import Scored, candidates_as_done, generate, generate_as_done
+from core_model.decoding import Hypothesis, candidates, candidates_as_done, generate_as_done
+from core_model.guidance import Guide, guide
 from core_model.model import Seq2Seq
-from core_model.reply_memory import ReplyMemory
+from core_model.reply_memory import Neighbour, ReplyMemory
 from core_model.reranking import NEIGHBOURS, closest_to_neighbours, consensus
 from core_model.tokenizer import SEP_ID, Tokenizer
 
@@ -27,39 +33,43 @@ def reply_texts_as_done(model: Seq2Seq, tokenizer: Tokenizer, sources: Sequence[
                         config: DecodeConfig, memory: ReplyMemory | None = None) -> Iterator[list[tuple[int, str]]]:
     """reply_texts() as (index of the source, reply) pairs, handed over at the decoding step
     where each reply is complete rather than when the whole batch is. memory: the training pairs
-    that rerank="neighbours" consults (without it, that reranking falls back to consensus)."""
-    if config.strategy != "beam" or config.beam_width <= 1 or config.rerank == "none":
-        for done in generate_as_done(model, sources, config):
+    whose replies guide the decoding and rerank="neighbours" consults (without it, decoding is
+    unguided and that reranking falls back to consensus)."""
+    beam = config.strategy == "beam" and config.beam_width > 1 and config.rerank != "none"
+    wanted = memory is not None and (config.neighbour_share > 0 or (beam and config.rerank == "neighbours"))
+    neighbours = [memory.nearest(_prompt(tokenizer, s), NEIGHBOURS) for s in sources] if wanted and memory is not None else None
+    guides = [guide(tokenizer, n) for n in neighbours] if neighbours and config.neighbour_share > 0 else None
+    if not beam:
+        for done in generate_as_done(model, sources, config, guides):
             yield [(index, tokenizer.decode(ids)) for index, ids in done]
         return
-    if config.rerank == "neighbours" and memory is not None:
-        yield from _closest_to_neighbours(model, tokenizer, sources, config, memory)
+    if config.rerank == "neighbours" and neighbours is not None:
+        yield from _closest_to_neighbours(model, tokenizer, sources, config, neighbours, guides)
         return
-    for finished in candidates_as_done(model, sources, config):
+    for finished in candidates_as_done(model, sources, config, guides):
         yield [(index, _consensus_text(tokenizer, hypotheses)) for index, hypotheses in finished]
 
 
-def _consensus_text(tokenizer: Tokenizer, hypotheses: list[Scored]) -> str:
-    texts = [tokenizer.decode(ids) for _, ids in hypotheses]
-    return texts[consensus(texts, [score for score, _ in hypotheses])] if texts else ""
+def _consensus_text(tokenizer: Tokenizer, hypotheses: list[Hypothesis]) -> str:
+    texts = [tokenizer.decode(h.ids) for h in hypotheses]
+    return texts[consensus(texts, [h.score for h in hypotheses])] if texts else ""
 
 
 def _closest_to_neighbours(model: Seq2Seq, tokenizer: Tokenizer, sources: Sequence[Sequence[int]],
-                           config: DecodeConfig, memory: ReplyMemory) -> Iterator[list[tuple[int, str]]]:
-    # Greedy's reply joins the n-best: it is often a better reply than any beam finds (held-out
-    # Korean: 22.6 against 21.9 without it). It is scored as the beam's best.
-    greedy = generate(model, sources, replace(config, strategy="greedy"))
-    for finished in candidates_as_done(model, sources, config):
+                           config: DecodeConfig, neighbours: list[list[Neighbour]],
+                           guides: list[Guide] | None) -> Iterator[list[tuple[int, str]]]:
+    # Greedy's reply (a beam of one) joins the n-best: it is often a better reply than any beam
+    # finds (held-out Korean, see reranking).
+    greedy = candidates(model, sources, replace(config, beam_width=1), guides)
+    for finished in candidates_as_done(model, sources, config, guides):
         chosen = []
         for index, hypotheses in finished:
-            texts = [tokenizer.decode(ids) for _, ids in hypotheses]
-            scores = [score for score, _ in hypotheses]
-            first_choice = tokenizer.decode(greedy[index])
-            if texts and first_choice not in texts:
-                texts.append(first_choice)
-                scores.append(scores[0])
-            neighbours = memory.nearest(_prompt(tokenizer, sources[index]), NEIGHBOURS)
-            chosen.append((index, texts[closest_to_neighbours(texts, scores, neighbours)] if texts else ""))
+            found: dict[str, Hypothesis] = {}
+            for hypothesis in hypotheses + greedy[index]:
+                found.setdefault(tokenizer.decode(hypothesis.ids), hypothesis)
+            texts = list(found)
+            per_token = [h.log_prob / (len(h.ids) + 1) for h in found.values()]
+            chosen.append((index, texts[closest_to_neighbours(texts, per_token, neighbours[index])] if texts else ""))
         yield chosen
 
 

@@ -43,17 +43,17 @@ def test_candidates_are_best_first_and_lead_with_the_beam_reply(trained: Seq2Seq
     found = candidates(trained, sources, BEAM)
     assert found[-1] == []  # an empty source has no candidates
     for hypotheses in found[:-1]:
-        scores = [score for score, _ in hypotheses]
+        scores = [h.score for h in hypotheses]
         assert len(hypotheses) >= 2 and scores == sorted(scores, reverse=True)
-    assert [h[0][1] for h in found[:-1]] == generate(trained, sources[:-1], BEAM)
+    assert [h[0].ids for h in found[:-1]] == generate(trained, sources[:-1], BEAM)
 
 
 def test_reply_texts_pick_one_of_the_candidates(trained: Seq2Seq, tokenizer: Tokenizer) -> None:
     sources = [tokenizer.encode(p.prompt) for p in PAIRS]
     chosen = reply_texts(trained, tokenizer, sources, replace(BEAM, rerank="consensus"))
     for text, hypotheses in zip(chosen, candidates(trained, sources, BEAM), strict=True):
-        assert text in [tokenizer.decode(ids) for _, ids in hypotheses]
-    assert reply_texts(trained, tokenizer, sources, BEAM) == [tokenizer.decode(h[0][1]) for h in
+        assert text in [tokenizer.decode(h.ids) for h in hypotheses]
+    assert reply_texts(trained, tokenizer, sources, BEAM) == [tokenizer.decode(h[0].ids) for h in
                                                               candidates(trained, sources, BEAM)]
 
 
@@ -67,13 +67,13 @@ def test_closest_to_neighbours_trades_their_replies_against_probability() -> Non
 
 def test_neighbours_choose_among_the_beam_and_greedy_replies(trained: Seq2Seq, tokenizer: Tokenizer) -> None:
     memory = ReplyMemory([p.prompt for p in PAIRS], [p.reply for p in PAIRS])
-    config = replace(BEAM, rerank="neighbours")
+    config = replace(BEAM, rerank="neighbours", neighbour_share=0.0)
     sources = [tokenizer.encode(p.prompt) for p in PAIRS]
     sources[0] = tokenizer.encode("some earlier turn") + [SEP_ID] + sources[0]  # the context is not searched
     chosen = reply_texts(trained, tokenizer, sources, config, memory)
     greedy = generate(trained, sources, replace(config, strategy="greedy"))
     for text, hypotheses, first in zip(chosen, candidates(trained, sources, BEAM), greedy, strict=True):
-        assert text in [tokenizer.decode(ids) for _, ids in hypotheses] + [tokenizer.decode(first)]
+        assert text in [tokenizer.decode(h.ids) for h in hypotheses] + [tokenizer.decode(first)]
     # Each prompt's nearest is itself, whose reply the model has memorised: that reply is chosen.
     assert chosen == [tokenizer.decode(tokenizer.encode(p.reply)) for p in PAIRS]
 

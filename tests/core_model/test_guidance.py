@@ -1,0 +1,130 @@
+from dataclasses import replace
+
+import pytest
+import torch
+
+from core_model.config import DecodeConfig
+from core_model.decoding import candidates, generate
+from core_model.guidance import GuideRows, guide
+from core_model.model import Seq2Seq
+from core_model.replies import reply_texts
+from core_model.reply_memory import Neighbour, ReplyMemory
+from core_model.tokenizer import EOS_ID, GO_ID, PAD_ID, Tokenizer
+from tests.conftest import PAIRS, TINY_MODEL
+
+GREEDY = DecodeConfig(strategy="greedy", no_repeat_ngram=0, neighbour_share=0.5)
+BEAM = replace(GREEDY, strategy="beam", beam_width=3)
+V = 12
+
+
+def _rows(*replies: tuple[list[int], float]) -> GuideRows:
+    return GuideRows.of([list(replies)])
+
+
+def test_mix_pulls_towards_the_replies_the_reply_so_far_begins() -> None:
+    uniform = torch.full((1, V), 1 / V).log()
+    rows = _rows(([5, 6, EOS_ID], 0.75), ([5, 7, EOS_ID], 0.25))
+    at_start = rows.mix(uniform, torch.empty((1, 0), dtype=torch.long), 0.5).exp()[0]
+    assert at_start[5] == pytest.approx(0.5 / V + 0.5)  # both replies begin with 5
+    assert at_start[6] == pytest.approx(0.5 / V)
+    after_5 = rows.mix(uniform, torch.tensor([[5]]), 0.5).exp()[0]
+    assert after_5[6] == pytest.approx(0.5 / V + 0.5 * 0.75) and after_5[7] == pytest.approx(0.5 / V + 0.5 * 0.25)
+    assert after_5.sum() == pytest.approx(1.0)
+    ending = rows.mix(uniform, torch.tensor([[5, 6]]), 0.5).exp()[0]
+    assert ending[EOS_ID] == pytest.approx(0.5 / V + 0.5 * 0.75)
+
+
+def test_mix_leaves_the_model_alone_once_the_reply_departs_from_every_neighbour() -> None:
+    log_probs = torch.randn(1, V).log_softmax(dim=-1)
+    rows = _rows(([5, 6, EOS_ID], 1.0))
+    for generated in ([[4]], [[5, 6, EOS_ID, 3]]):  # departed, or past the end of the longest
+        mixed = rows.mix(log_probs, torch.tensor(generated), 0.5)
+        assert torch.allclose(mixed, log_probs + torch.tensor(0.5).log())  # the same order of tokens
+
+
+def test_rows_without_neighbours_are_padded_and_pull_nowhere() -> None:
+    rows = GuideRows.of([[([5, EOS_ID], 1.0)], []])
+    assert rows.replies.tolist() == [[[5, EOS_ID]], [[PAD_ID, PAD_ID]]] and rows.weights.tolist() == [[1.0], [0.0]]
+    log_probs = torch.randn(2, V).log_softmax(dim=-1)
+    mixed = rows.mix(log_probs, torch.empty((2, 0), dtype=torch.long), 0.3)
+    assert torch.allclose(mixed[1], log_probs[1] + torch.tensor(0.7).log())
+    assert rows.select(torch.tensor([1, 1, 0])).weights.tolist() == [[0.0], [0.0], [1.0]]
+
+
+def test_guide_weights_nearer_neighbours_more(tokenizer: Tokenizer) -> None:
+    near, far = Neighbour(0.9, "배고파", "뭐 좀 드세요."), Neighbour(0.45, "졸려", "푹 자요.")
+    (near_ids, near_weight), (far_ids, far_weight) = guide(tokenizer, [near, far])
+    assert near_ids == tokenizer.encode(near.reply) + [EOS_ID] and far_ids[-1] == EOS_ID
+    assert near_weight + far_weight == pytest.approx(1.0) and near_weight == pytest.approx(16 * far_weight)
+    assert guide(tokenizer, []) == [] and guide(tokenizer, [Neighbour(0.0, "a", "b")]) == []
+
+
+def _untrained(tokenizer: Tokenizer) -> Seq2Seq:
+    torch.manual_seed(3)
+    return Seq2Seq(replace(TINY_MODEL, vocab_size=tokenizer.vocab_size)).eval()
+
+
+@pytest.mark.parametrize("config", [GREEDY, BEAM])
+def test_a_strong_guide_has_the_decoder_write_the_neighbours_reply(tokenizer: Tokenizer, config: DecodeConfig) -> None:
+    model = _untrained(tokenizer)  # whose own replies are noise
+    sources = [tokenizer.encode(p.prompt) for p in PAIRS]
+    guides = [guide(tokenizer, [Neighbour(1.0, p.prompt, p.reply)]) for p in PAIRS]
+    strong = replace(config, neighbour_share=0.99)
+    assert [tokenizer.decode(r) for r in generate(model, sources, strong, guides)] == [p.reply for p in PAIRS]
+    # no share, or no guide: the model's own replies
+    unguided = generate(model, sources, replace(config, neighbour_share=0.0))
+    assert generate(model, sources, replace(config, neighbour_share=0.0), guides) == unguided
+    assert generate(model, sources, strong, [[] for _ in sources]) == unguided
+    assert unguided != generate(model, sources, strong, guides)
+
+
+@pytest.mark.parametrize("config", [GREEDY, BEAM])
+def test_guided_batched_decode_equals_one_by_one(trained: Seq2Seq, tokenizer: Tokenizer, config: DecodeConfig) -> None:
+    sources = [tokenizer.encode(p.prompt) for p in PAIRS] + [[]]
+    # each prompt guided by another's reply, the last ones not at all
+    guides = [guide(tokenizer, [Neighbour(0.8, "", PAIRS[(i + 1) % len(PAIRS)].reply)]) for i in range(len(PAIRS) - 1)]
+    guides += [[], []]
+    together = generate(trained, sources, config, guides)
+    assert together == [generate(trained, [s], config, [g])[0] for s, g in zip(sources, guides, strict=True)]
+
+
+def test_hypotheses_carry_the_models_own_log_probability(tokenizer: Tokenizer) -> None:
+    model = _untrained(tokenizer)
+    sources = [tokenizer.encode(p.prompt) for p in PAIRS[:3]]
+    guides = [guide(tokenizer, [Neighbour(1.0, p.prompt, p.reply)]) for p in PAIRS[:3]]
+    kinds = set()
+    for config in (replace(BEAM, neighbour_share=0.0, max_length=8), replace(BEAM, neighbour_share=0.9, max_length=8)):
+        for source, hypotheses in zip(sources, candidates(model, sources, config, guides), strict=True):
+            for h in hypotheses:
+                ended = len(h.ids) < config.max_length  # else cut, without an <eos>
+                assert h.log_prob == pytest.approx(_teacher_forced(model, source, h.ids, ended), abs=1e-4)
+                kinds.add(ended)
+    assert kinds == {True, False}
+
+
+def _teacher_forced(model: Seq2Seq, source: list[int], reply: list[int], ended: bool) -> float:
+    """The model's log-probability of reply, followed by <eos> if it ended (rather than being cut)."""
+    with torch.no_grad():
+        logits, _ = model(torch.tensor([source]), torch.tensor([len(source)]), torch.tensor([[GO_ID] + reply]))
+    log_probs = logits[0].float().log_softmax(dim=-1)
+    targets = reply + [EOS_ID] if ended else reply
+    return float(log_probs[: len(targets)].gather(1, torch.tensor([targets]).T).sum())
+
+
+REWORDED = ["hello there!", "how are you doing", "what's your name?", "안녕하세요~", "배고파요", "오늘 날씨는 어때?",
+            "good night", "커피 좋아해요?"]
+
+
+def test_default_replies_follow_the_replies_of_the_nearest_prompts(tokenizer: Tokenizer) -> None:
+    model = _untrained(tokenizer)
+    memory = ReplyMemory([p.prompt for p in PAIRS], [p.reply for p in PAIRS])
+    sources = [tokenizer.encode(prompt) for prompt in REWORDED]
+    replies = [p.reply for p in PAIRS]
+    assert reply_texts(model, tokenizer, sources, DecodeConfig(strategy="greedy"), memory) == replies
+    # The reranking weighs this model's own (random) log-probabilities too, which may prefer a
+    # candidate that goes on for a token or two.
+    default = reply_texts(model, tokenizer, sources, DecodeConfig(), memory)
+    assert all(text.startswith(reply) for text, reply in zip(default, replies, strict=True))
+    for unguided in (reply_texts(model, tokenizer, sources, DecodeConfig()),  # no memory
+                     reply_texts(model, tokenizer, sources, DecodeConfig(neighbour_share=0.0), memory)):
+        assert not any(text.startswith(reply) for text, reply in zip(unguided, replies, strict=True))
