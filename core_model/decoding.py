@@ -148,11 +148,14 @@ def _step_by_step(model: Seq2Seq, memory: Memory, state: State, src: Tensor, gui
     for _ in range(max_length):
         logits, state = model.decode_step(tokens, state, memory)  # [R, V]
         logits = logits.float()
-        if guides is not None:  # the mixture's log-probabilities serve as its logits
-            logits = guides.mix(torch.log_softmax(logits, dim=-1), generated, config.neighbour_share)
+        # The mixture's log-probabilities serve as its logits. Once no reply follows a neighbour's,
+        # the mixture only shifts each row by a constant, which neither argmax nor sampling sees.
+        if guides is not None and guides.active:
+            logits = guides.mix(torch.log_softmax(logits, dim=-1), config.neighbour_share)
         _constrain(logits, generated, src, config)
         tokens = _sample(logits, config, generator) if config.strategy == "sample" else argmax_rows(logits)
         generated = torch.cat([generated, tokens.unsqueeze(1)], dim=1)  # [R, t+1]
+        guides = guides.advance(tokens) if guides is not None else None
         ended = []
         for position, (row, token) in enumerate(zip(rows, tokens.tolist(), strict=True)):
             if token == EOS_ID:
@@ -220,7 +223,7 @@ def _beam(model: Seq2Seq, memory: Memory, state: State, src: Tensor, guides: Gui
         log_probs -= logsumexp_rows(log_probs)  # [A*width, V]
         # Unguided, the constraints apply to log_probs in place: a blocked token is never chosen, so
         # the model's log-probabilities of the chosen tokens stay the same.
-        step_scores = log_probs if guides is None else guides.mix(log_probs, generated, config.neighbour_share)
+        step_scores = log_probs if guides is None else guides.mix(log_probs, config.neighbour_share)
         _constrain(step_scores, generated, prompts, config)
         # The best 2K continuations of the beams are among each beam's own best 2K.
         best, best_tokens = topk_rows(step_scores, 2 * K)  # [A*width, 2K]
@@ -260,9 +263,9 @@ def _beam(model: Seq2Seq, memory: Memory, state: State, src: Tensor, guides: Gui
         own = torch.tensor(next_own)  # [A, K]
         generated = torch.cat([generated[reorder], tokens.view(-1, 1)], dim=1)  # [A*K, t+1]
         state = _select_rows(state, reorder)
+        guides = guides.select(reorder).advance(tokens) if guides is not None else None
         if width != K:  # the first step: each prompt's one row becomes its K beams
             memory, prompts, width = memory.select(reorder), prompts[reorder], K
-            guides = guides.select(reorder) if guides is not None else None
         if over:
             keep = torch.tensor([a for a in range(A) if a not in over])
             rows = (keep.unsqueeze(1) * K + torch.arange(K)).view(-1)

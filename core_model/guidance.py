@@ -18,8 +18,9 @@ model's probability to be chosen over a continuation the model prefers.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -44,34 +45,47 @@ def guide(tokenizer: Tokenizer, neighbours: Sequence[Neighbour]) -> Guide:
 
 @dataclass(frozen=True)
 class GuideRows:
-    """The guides of a decoding batch, one row per decoder row, selected as the rows are."""
+    """The guides of a decoding batch, one row per decoder row, selected as the rows are, and
+    advanced a token at a time as the replies grow."""
 
     replies: Tensor  # [R, K, L] token ids, PAD_ID after each reply's <eos> and for missing replies
-    weights: Tensor  # [R, K]
+    # [R, K] each neighbour reply's weight while the reply so far is its beginning, else 0 (a reply
+    # that has left a neighbour's never comes back to it).
+    pulls: Tensor
+    step: int = 0  # the length of the replies so far
+    active: bool = True  # whether any pull is left
 
     @classmethod
     def of(cls, guides: Sequence[Guide]) -> GuideRows:
         K = max((len(g) for g in guides), default=0)
         L = max((len(ids) for g in guides for ids, _ in g), default=0)
-        replies = torch.full((len(guides), K, L), PAD_ID, dtype=torch.long)
-        weights = torch.zeros((len(guides), K))
-        for row, rows_guide in enumerate(guides):
-            for k, (ids, weight) in enumerate(rows_guide):
-                replies[row, k, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-                weights[row, k] = weight
-        return cls(replies, weights)
+        replies = [[ids + [PAD_ID] * (L - len(ids)) for ids, _ in g] + [[PAD_ID] * L] * (K - len(g)) for g in guides]
+        pulls = [[weight for _, weight in g] + [0.0] * (K - len(g)) for g in guides]
+        return cls(torch.tensor(replies, dtype=torch.long).view(len(guides), K, L), torch.tensor(pulls).view(len(guides), K))
 
     def select(self, index: Tensor) -> GuideRows:
-        return GuideRows(self.replies[index], self.weights[index])
+        return replace(self, replies=self.replies[index], pulls=self.pulls[index])
 
-    def mix(self, log_probs: Tensor, generated: Tensor, share: float) -> Tensor:
-        """log_probs [R, V] of the model's next token -> those of the mixture, given the replies so
-        far generated [R, t]."""
-        t = generated.size(1)
-        if t >= self.replies.size(2):  # past the end of every neighbour reply
-            return log_probs + torch.log1p(torch.tensor(-share))
-        follows = (self.replies[:, :, :t] == generated.unsqueeze(1)).all(dim=-1)  # [R, K]
-        next_tokens = self.replies[:, :, t]  # [R, K]
-        pull = torch.zeros_like(log_probs).scatter_add_(1, next_tokens, self.weights * follows)
-        pull[:, PAD_ID] = 0.0  # a reply that has ended (or is missing) continues with nothing
-        return torch.log((1 - share) * log_probs.exp() + share * pull)
+    def advance(self, tokens: Tensor) -> GuideRows:
+        """The guides once each row's reply has grown by tokens [R]."""
+        if not self.active:
+            return replace(self, step=self.step + 1)
+        if self.step >= self.replies.size(2):
+            return replace(self, step=self.step + 1, active=False)
+        pulls = self.pulls * (self.replies[:, :, self.step] == tokens.unsqueeze(1))
+        return replace(self, pulls=pulls, step=self.step + 1, active=bool(pulls.any()))
+
+    def mix(self, log_probs: Tensor, share: float) -> Tensor:
+        """log_probs [R, V] of the model's next token -> those of the mixture."""
+        # Only the K tokens that continue a neighbour reply get more than (1 - share) * p: the rest
+        # of the row is shifted by log(1 - share), and those K are computed apart.
+        keep = math.log1p(-share)
+        mixed = log_probs + keep
+        if not self.active:
+            return mixed
+        next_tokens = self.replies[:, :, self.step]  # [R, K]
+        # Two neighbour replies may continue with the same token: each of those K gets their sum.
+        same = next_tokens.unsqueeze(2) == next_tokens.unsqueeze(1)  # [R, K, K]
+        pull = (same * self.pulls.unsqueeze(1)).sum(dim=-1)  # [R, K]
+        own = log_probs.gather(1, next_tokens)  # [R, K]
+        return mixed.scatter_(1, next_tokens, torch.logaddexp(own + keep, (share * pull).log()))

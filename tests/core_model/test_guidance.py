@@ -24,31 +24,35 @@ def _rows(*replies: tuple[list[int], float]) -> GuideRows:
 def test_mix_pulls_towards_the_replies_the_reply_so_far_begins() -> None:
     uniform = torch.full((1, V), 1 / V).log()
     rows = _rows(([5, 6, EOS_ID], 0.75), ([5, 7, EOS_ID], 0.25))
-    at_start = rows.mix(uniform, torch.empty((1, 0), dtype=torch.long), 0.5).exp()[0]
+    at_start = rows.mix(uniform, 0.5).exp()[0]
     assert at_start[5] == pytest.approx(0.5 / V + 0.5)  # both replies begin with 5
     assert at_start[6] == pytest.approx(0.5 / V)
-    after_5 = rows.mix(uniform, torch.tensor([[5]]), 0.5).exp()[0]
+    after_5 = rows.advance(torch.tensor([5])).mix(uniform, 0.5).exp()[0]
     assert after_5[6] == pytest.approx(0.5 / V + 0.5 * 0.75) and after_5[7] == pytest.approx(0.5 / V + 0.5 * 0.25)
     assert after_5.sum() == pytest.approx(1.0)
-    ending = rows.mix(uniform, torch.tensor([[5, 6]]), 0.5).exp()[0]
+    ending = rows.advance(torch.tensor([5])).advance(torch.tensor([6])).mix(uniform, 0.5).exp()[0]
     assert ending[EOS_ID] == pytest.approx(0.5 / V + 0.5 * 0.75)
 
 
 def test_mix_leaves_the_model_alone_once_the_reply_departs_from_every_neighbour() -> None:
     log_probs = torch.randn(1, V).log_softmax(dim=-1)
     rows = _rows(([5, 6, EOS_ID], 1.0))
-    for generated in ([[4]], [[5, 6, EOS_ID, 3]]):  # departed, or past the end of the longest
-        mixed = rows.mix(log_probs, torch.tensor(generated), 0.5)
-        assert torch.allclose(mixed, log_probs + torch.tensor(0.5).log())  # the same order of tokens
+    departed = rows.advance(torch.tensor([4]))
+    past_the_end = rows
+    for token in (5, 6, EOS_ID, 3):
+        past_the_end = past_the_end.advance(torch.tensor([token]))
+    for guides in (departed, past_the_end, departed.advance(torch.tensor([6]))):  # never to come back
+        assert not guides.active
+        assert torch.allclose(guides.mix(log_probs, 0.5), log_probs + torch.tensor(0.5).log())  # same order
 
 
 def test_rows_without_neighbours_are_padded_and_pull_nowhere() -> None:
     rows = GuideRows.of([[([5, EOS_ID], 1.0)], []])
-    assert rows.replies.tolist() == [[[5, EOS_ID]], [[PAD_ID, PAD_ID]]] and rows.weights.tolist() == [[1.0], [0.0]]
+    assert rows.replies.tolist() == [[[5, EOS_ID]], [[PAD_ID, PAD_ID]]] and rows.pulls.tolist() == [[1.0], [0.0]]
     log_probs = torch.randn(2, V).log_softmax(dim=-1)
-    mixed = rows.mix(log_probs, torch.empty((2, 0), dtype=torch.long), 0.3)
+    mixed = rows.mix(log_probs, 0.3)
     assert torch.allclose(mixed[1], log_probs[1] + torch.tensor(0.7).log())
-    assert rows.select(torch.tensor([1, 1, 0])).weights.tolist() == [[0.0], [0.0], [1.0]]
+    assert rows.select(torch.tensor([1, 1, 0])).pulls.tolist() == [[0.0], [0.0], [1.0]]
 
 
 def test_guide_weights_nearer_neighbours_more(tokenizer: Tokenizer) -> None:
