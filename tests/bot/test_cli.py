@@ -75,6 +75,8 @@ def test_chat_reads_stdin(trained_dir: Path) -> None:
     (["train", "--data", "x.tsv", "--vocab", "100", "--out", "x"], "argument --vocab: must be at least 262"),
     (["train", "--data", "x.tsv", "--hidden", "many", "--out", "x"], "argument --hidden"),
     (["bench", "infer", "--concurrency", "x"], "argument --concurrency"),
+    (["reply", "--model", "x", "--neighbour-share", "1"], "argument --neighbour-share: must be at least 0 and below 1"),
+    (["reply", "--model", "x", "--neighbour-share", "half"], "argument --neighbour-share: invalid float value"),
 ])
 def test_errors_are_one_line_without_traceback(args: list[str], message: str, tmp_path: Path) -> None:
     result = chatbot(*args, cwd=tmp_path)
@@ -83,11 +85,12 @@ def test_errors_are_one_line_without_traceback(args: list[str], message: str, tm
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
-def test_bad_setting_is_named(tmp_path: Path) -> None:
-    (tmp_path / ".env").write_text("BEAM_WIDTH=lots\n")
+@pytest.mark.parametrize("setting", ["BEAM_WIDTH=lots", "NEIGHBOUR_SHARE=1.5"])
+def test_bad_setting_is_named(setting: str, tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(setting + "\n")
     result = chatbot("chat", "--model", "x", cwd=tmp_path)
     assert result.returncode == 2
-    assert "BEAM_WIDTH" in result.stderr and "Traceback" not in result.stderr
+    assert setting.split("=")[0] in result.stderr and "Traceback" not in result.stderr
 
 
 def test_db_commands_migrate_the_configured_database(tmp_path: Path) -> None:
