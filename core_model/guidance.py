@@ -68,12 +68,11 @@ class GuideRows:
 
     def advance(self, tokens: Tensor) -> GuideRows:
         """The guides once each row's reply has grown by tokens [R]."""
+        step = self.step + 1
         if not self.active:
-            return replace(self, step=self.step + 1)
-        if self.step >= self.replies.size(2):
-            return replace(self, step=self.step + 1, active=False)
+            return replace(self, step=step)
         pulls = self.pulls * (self.replies[:, :, self.step] == tokens.unsqueeze(1))
-        return replace(self, pulls=pulls, step=self.step + 1, active=bool(pulls.any()))
+        return replace(self, pulls=pulls, step=step, active=step < self.replies.size(2) and bool(pulls.any()))
 
     def mix(self, log_probs: Tensor, share: float) -> Tensor:
         """log_probs [R, V] of the model's next token -> those of the mixture."""
