@@ -35,11 +35,13 @@ def reply_texts_as_done(model: Seq2Seq, tokenizer: Tokenizer, sources: Sequence[
     where each reply is complete rather than when the whole batch is. memory: the training pairs
     whose replies guide the decoding and rerank="neighbours" consults (without it, decoding is
     unguided and that reranking falls back to consensus)."""
-    beam = config.strategy == "beam" and config.beam_width > 1 and config.rerank != "none"
-    wanted = memory is not None and (config.neighbour_share > 0 or (beam and config.rerank == "neighbours"))
-    neighbours = [memory.nearest(_prompt(tokenizer, s), NEIGHBOURS) for s in sources] if wanted and memory is not None else None
+    # beam search whose reply is chosen among its n-best (rather than the most probable one)
+    reranked = config.strategy == "beam" and config.beam_width > 1 and config.rerank != "none"
+    looked_up = config.neighbour_share > 0 or (reranked and config.rerank == "neighbours")
+    neighbours = ([memory.nearest(_prompt(tokenizer, s), NEIGHBOURS) for s in sources]
+                  if looked_up and memory is not None else None)
     guides = [guide(tokenizer, n) for n in neighbours] if neighbours and config.neighbour_share > 0 else None
-    if not beam:
+    if not reranked:
         for done in generate_as_done(model, sources, config, guides):
             yield [(index, tokenizer.decode(ids)) for index, ids in done]
         return
