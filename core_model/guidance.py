@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from core_model.reply_memory import Neighbour
-from core_model.reranking import SHARPNESS
+from core_model.reranking import neighbour_weights
 from core_model.tokenizer import EOS_ID, PAD_ID, Tokenizer
 
 # A source's neighbour replies: (token ids ending in <eos>, weight) with weights summing to 1.
@@ -35,12 +35,10 @@ Guide = list[tuple[list[int], float]]
 
 def guide(tokenizer: Tokenizer, neighbours: Sequence[Neighbour]) -> Guide:
     """The replies of neighbours as a decoding guide (empty when they have no weight)."""
-    weights = [n.similarity**SHARPNESS for n in neighbours]
-    total = sum(weights)
-    if total <= 0:
+    weights = neighbour_weights(neighbours)
+    if not any(weights):
         return []
-    return [(tokenizer.encode(n.reply) + [EOS_ID], weight / total)
-            for n, weight in zip(neighbours, weights, strict=True)]
+    return [(tokenizer.encode(n.reply) + [EOS_ID], weight) for n, weight in zip(neighbours, weights, strict=True)]
 
 
 @dataclass(frozen=True)

@@ -68,17 +68,25 @@ NEIGHBOURS, SHARPNESS = 3, 4
 AGREEMENT_WEIGHT = 4.0
 
 
+def neighbour_weights(neighbours: Sequence[Neighbour]) -> list[float]:
+    """How much each neighbour counts: similarity ** SHARPNESS, normalised to sum to 1 (all 0 when
+    none is similar at all). The guidance of decoding weighs them the same way."""
+    weights = [n.similarity**SHARPNESS for n in neighbours]
+    total = sum(weights)
+    return [weight / total for weight in weights] if total > 0 else [0.0] * len(weights)
+
+
 def closest_to_neighbours(texts: Sequence[str], log_probs: Sequence[float], neighbours: Sequence[Neighbour]) -> int:
     """Index of the candidate with the best log_probs (per token) plus AGREEMENT_WEIGHT times its
-    mean agreement with the neighbours' replies (weighted by similarity ** SHARPNESS)."""
-    weighted = [(char_ngrams(n.reply), n.similarity**SHARPNESS) for n in neighbours[:NEIGHBOURS]]
-    total = sum(weight for _, weight in weighted)
-    if not texts or total <= 0:
+    mean agreement with the neighbours' replies (see neighbour_weights)."""
+    nearest = neighbours[:NEIGHBOURS]
+    weighted = [(char_ngrams(n.reply), weight) for n, weight in zip(nearest, neighbour_weights(nearest), strict=True)]
+    if not texts or not any(weight for _, weight in weighted):
         return 0
 
     def score(i: int) -> float:
         grams = char_ngrams(texts[i])
-        fit = sum(agreement(grams, reply) * weight for reply, weight in weighted) / total
+        fit = sum(agreement(grams, reply) * weight for reply, weight in weighted)
         return log_probs[i] + AGREEMENT_WEIGHT * fit
 
     return max(range(len(texts)), key=score)
