@@ -8,7 +8,7 @@ the distribution of the tokens that continue those replies from the reply so far
     p(token) = (1 - share) * p_model(token) + share * sum of w_k over the replies k that the reply
                so far begins, and that token continues (<eos> where reply k ends there),
 
-w_k being reply k's weight (its prompt's similarity ** 4, normalised over the neighbours, as the
+w_k being reply k's weight (its prompt's similarity ** 16, normalised over the neighbours, as the
 reranking weighs them).
 This is kNN-LM's interpolation (Khandelwal et al. 2020) with whole replies as the neighbours. The
 decoder still writes every token, and where no neighbour reply continues the reply so far, the

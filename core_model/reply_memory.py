@@ -1,8 +1,10 @@
 """The pairs a model was trained on, searchable by prompt: which training prompts are nearest a new one.
 
-Prompts are compared as TF-IDF vectors of their character 1-3-grams (lowercased, spaces kept as
-word boundaries), by cosine similarity. Character n-grams match a reworded prompt better than
-whole words do, in Korean above all, where one word takes many endings. Reranking uses the
+Prompts are compared by their character 1-3-grams (lowercased, spaces kept as word boundaries),
+scored with Okapi BM25. Character n-grams match a reworded prompt better than whole words do, in
+Korean above all, where one word takes many endings. BM25 rather than the cosine of TF-IDF vectors:
+the nearest prompt's reply scored chrF 28.2 against 27.4 on the Korean valid.tsv, and 27.9 against
+27.0 on 600 pairs held out of train.tsv (k1 and b from 0.5 to 2 and 0.3 to 1 all scored 27.4-28.5). Reranking uses the
 replies of the nearest prompts to choose among beam search's candidates
 (core_model/reranking.py): the model still writes every reply.
 """
@@ -20,6 +22,7 @@ import numpy as np
 import torch
 
 ORDERS = (1, 2, 3)
+K1, B = 1.2, 0.75  # BM25's usual saturation of repeated n-grams and normalisation by prompt length
 # The most n-grams the index holds, counted over the last pairs given: about 14 MB of index, which
 # keeps all 10,575 Korean training pairs but 13,000 of 117,000 English chat turns (longer prompts).
 # A lookup then reads about a million postings at worst: 3 ms with English prompts, 0.3 with Korean.
@@ -28,7 +31,9 @@ MAX_NGRAMS = 2_000_000
 
 @dataclass(frozen=True)
 class Neighbour:
-    similarity: float  # cosine similarity of the prompts, 0..1
+    # BM25 score of the prompt for the query over the query's score against itself: 1 for the same
+    # prompt, 0 for one sharing no n-gram (slightly above 1 for a shorter prompt holding them all)
+    similarity: float
     prompt: str
     reply: str
 
@@ -39,9 +44,10 @@ class _Index:
     replies: list[str]
     gram_ids: dict[str, int]
     idf: np.ndarray  # [grams] float32
+    mean_length: float  # n-grams per prompt
     starts: np.ndarray  # [grams + 1]: the postings of gram g are rows/weights[starts[g]:starts[g + 1]]
     rows: np.ndarray  # int32 prompt of each posting
-    weights: np.ndarray  # float32 its TF-IDF weight, each prompt's vector normalised
+    weights: np.ndarray  # float32 the n-gram's BM25 term score in that prompt
 
 
 class ReplyMemory:
@@ -84,35 +90,41 @@ class ReplyMemory:
         n = len(lengths)
         prompts, replies = given_prompts[len(given_prompts) - n :], given_replies[len(given_replies) - n :]
         gram_of = np.frombuffer(cols, dtype=np.int32)
+        lengths_of = np.frombuffer(lengths, dtype=np.int32)
         # the k-th prompt read (from the end) is prompts[n - 1 - k]
-        row_of = np.repeat(np.arange(n - 1, -1, -1, dtype=np.int32), np.frombuffer(lengths, dtype=np.int32))
+        row_of = np.repeat(np.arange(n - 1, -1, -1, dtype=np.int32), lengths_of)
+        counts_of = np.frombuffer(counts, dtype=np.float32)
+        prompt_lengths = np.bincount(row_of, weights=counts_of, minlength=n).astype(np.float32)
+        mean_length = float(prompt_lengths.mean()) if n else 1.0
         document_frequency = np.bincount(gram_of, minlength=len(gram_ids))
-        idf = (np.log((1 + n) / (1 + document_frequency)) + 1).astype(np.float32)  # smoothed, as scikit-learn's
-        weights = np.log(np.frombuffer(counts, dtype=np.float32))  # sublinear TF: 1 + log(count)
-        weights += 1
-        weights *= idf[gram_of]
-        norms = np.sqrt(np.bincount(row_of, weights=weights * weights, minlength=n)).astype(np.float32)
-        weights /= np.maximum(norms, 1e-12)[row_of]
+        idf = _idf(n, document_frequency)
+        weights = idf[gram_of] * _saturated(counts_of, prompt_lengths[row_of] / mean_length)
         order = np.argsort(gram_of, kind="stable")
-        return _Index(prompts, replies, gram_ids, idf, np.concatenate([[0], np.cumsum(document_frequency)]),
-                      row_of[order], weights[order])
+        return _Index(prompts, replies, gram_ids, idf, mean_length,
+                      np.concatenate([[0], np.cumsum(document_frequency)]), row_of[order], weights[order])
 
     def nearest(self, prompt: str, k: int) -> list[Neighbour]:
         """The k training prompts most similar to prompt (similarity > 0), most similar first."""
         index = self._index
-        known = [(index.gram_ids[gram], count) for gram, count in _grams(prompt).items() if gram in index.gram_ids]
+        grams = _grams(prompt)
+        known = [index.gram_ids[gram] for gram in grams if gram in index.gram_ids]
         if not known or k <= 0:
             return []
-        ids = np.array([gram for gram, _ in known])
-        query = (1 + np.log(np.array([count for _, count in known], dtype=np.float32))) * index.idf[ids]
-        query /= np.linalg.norm(query)
+        ids = np.array(known)
+        # The score a prompt made of exactly these n-grams would get: n-grams no prompt holds count
+        # as the rarest, so that a query matched only in part is less similar.
+        counts = np.array(list(grams.values()), dtype=np.float32)
+        rarest = _idf(len(index.prompts), np.zeros(1))[0]
+        idf = np.array([index.idf[index.gram_ids[gram]] if gram in index.gram_ids else rarest for gram in grams])
+        own_score = float((idf * _saturated(counts, np.float32(counts.sum() / index.mean_length))).sum())
         # Every posting of the query's n-grams in one array, summed per prompt in one pass (a loop
         # over the n-grams took half as long again).
         starts = index.starts[ids]
         lengths = index.starts[ids + 1] - starts
         postings = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
-        scores = np.bincount(index.rows[postings], weights=index.weights[postings] * np.repeat(query, lengths),
+        scores = np.bincount(index.rows[postings], weights=index.weights[postings],
                              minlength=len(index.prompts))  # a prompt appears once per n-gram
+        scores /= own_score
         # torch's top-k over the 10,575 Korean prompts takes 30 us where numpy's argpartition took 200.
         best, top = torch.from_numpy(scores).topk(min(k, len(scores)))
         return [Neighbour(score, index.prompts[i], index.replies[i])
@@ -130,6 +142,16 @@ class ReplyMemory:
                 for key in ("prompts", "replies")):
             raise ValueError("expected an object with the lists of strings 'prompts' and 'replies'")
         return cls(data["prompts"], data["replies"])
+
+
+def _idf(prompts: int, document_frequency: np.ndarray) -> np.ndarray:
+    """BM25's inverse document frequency, kept positive for n-grams in more than half the prompts."""
+    return np.log1p((prompts - document_frequency + 0.5) / (document_frequency + 0.5)).astype(np.float32)
+
+
+def _saturated(counts: np.ndarray, relative_lengths: np.ndarray) -> np.ndarray:
+    """BM25's term frequency: counts saturating (K1), more so in longer prompts (B)."""
+    return counts * (K1 + 1) / (counts + K1 * (1 - B + B * relative_lengths))
 
 
 def _grams(text: str) -> Counter[str]:

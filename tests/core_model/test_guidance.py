@@ -9,6 +9,7 @@ from core_model.guidance import GuideRows, guide
 from core_model.model import Seq2Seq
 from core_model.replies import reply_texts
 from core_model.reply_memory import Neighbour, ReplyMemory
+from core_model.reranking import SHARPNESS
 from core_model.tokenizer import EOS_ID, GO_ID, PAD_ID, Tokenizer
 from tests.conftest import PAIRS, TINY_MODEL
 
@@ -56,10 +57,10 @@ def test_rows_without_neighbours_are_padded_and_pull_nowhere() -> None:
 
 
 def test_guide_weights_nearer_neighbours_more(tokenizer: Tokenizer) -> None:
-    near, far = Neighbour(0.9, "배고파", "뭐 좀 드세요."), Neighbour(0.45, "졸려", "푹 자요.")
+    near, far = Neighbour(0.9, "배고파", "뭐 좀 드세요."), Neighbour(0.9 / 2 ** (1 / SHARPNESS), "졸려", "푹 자요.")
     (near_ids, near_weight), (far_ids, far_weight) = guide(tokenizer, [near, far])
     assert near_ids == tokenizer.encode(near.reply) + [EOS_ID] and far_ids[-1] == EOS_ID
-    assert near_weight + far_weight == pytest.approx(1.0) and near_weight == pytest.approx(16 * far_weight)
+    assert near_weight + far_weight == pytest.approx(1.0) and near_weight == pytest.approx(2 * far_weight)
     assert guide(tokenizer, []) == [] and guide(tokenizer, [Neighbour(0.0, "a", "b")]) == []
 
 

@@ -28,6 +28,18 @@ def test_a_reworded_prompt_finds_the_prompts_that_share_its_characters(memory: R
     assert memory.nearest("HELLO  There", 1)[0].reply == "hi!"  # case and spacing do not matter
 
 
+def test_bm25_prefers_rare_n_grams_and_short_prompts() -> None:
+    memory = ReplyMemory(["감기 걸렸어", "감기 걸렸어 그런데 오늘 정말 너무 피곤하고 졸려", "오늘 뭐 해", "오늘 어때", "오늘 좋아"],
+                         ["감기 조심하세요.", "푹 쉬세요.", "놀아요.", "좋아요.", "다행이에요."])
+    # "감기" is in two prompts and "오늘" in four: sharing the rarer word counts for more
+    assert memory.nearest("오늘 감기", 1)[0].reply == "감기 조심하세요."
+    # both hold every n-gram of the query; the one that says little else is nearer
+    short, long = memory.nearest("감기 걸렸어", 2)
+    assert (short.reply, long.reply) == ("감기 조심하세요.", "푹 쉬세요.") and short.similarity > long.similarity > 0
+    partial = memory.nearest("감기 걸렸어 ㅠㅠ", 1)[0]  # n-grams no prompt holds make it less similar
+    assert partial.reply == "감기 조심하세요." and partial.similarity < short.similarity
+
+
 @pytest.mark.parametrize("prompt", ["", "   ", "ｘｙｚ", "\x00\x01"])
 def test_a_prompt_sharing_nothing_has_no_neighbours(memory: ReplyMemory, prompt: str) -> None:
     assert memory.nearest(prompt, 3) == []
