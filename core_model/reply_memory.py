@@ -2,11 +2,11 @@
 
 Prompts are compared by their character 1-3-grams (lowercased, spaces kept as word boundaries),
 scored with Okapi BM25. Character n-grams match a reworded prompt better than whole words do, in
-Korean above all, where one word takes many endings. BM25 rather than the cosine of TF-IDF vectors:
-the nearest prompt's reply scored chrF 28.2 against 27.4 on the Korean valid.tsv, and 27.9 against
-27.0 on 600 pairs held out of train.tsv (k1 and b from 0.5 to 2 and 0.3 to 1 all scored 27.4-28.5). Reranking uses the
-replies of the nearest prompts to choose among beam search's candidates
-(core_model/reranking.py): the model still writes every reply.
+Korean above all, where one word takes many endings. BM25 rather than the cosine of TF-IDF
+vectors: the nearest prompt's reply scored chrF 28.2 against 27.4 on the Korean valid.tsv, and 27.9
+against 27.0 on 600 pairs held out of train.tsv (k1 and b from 0.5 to 2 and 0.3 to 1 all scored
+27.4-28.5). Reranking uses the replies of the nearest prompts to choose among beam search's
+candidates (core_model/reranking.py): the model still writes every reply.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ class _Index:
     replies: list[str]
     gram_ids: dict[str, int]
     idf: np.ndarray  # [grams] float32
+    unseen_idf: float  # that of an n-gram no prompt holds
     mean_length: float  # n-grams per prompt
     starts: np.ndarray  # [grams + 1]: the postings of gram g are rows/weights[starts[g]:starts[g + 1]]
     rows: np.ndarray  # int32 prompt of each posting
@@ -100,27 +101,26 @@ class ReplyMemory:
         idf = _idf(n, document_frequency)
         weights = idf[gram_of] * _saturated(counts_of, prompt_lengths[row_of] / mean_length)
         order = np.argsort(gram_of, kind="stable")
-        return _Index(prompts, replies, gram_ids, idf, mean_length,
+        return _Index(prompts, replies, gram_ids, idf, float(_idf(n, np.zeros(1))[0]), mean_length,
                       np.concatenate([[0], np.cumsum(document_frequency)]), row_of[order], weights[order])
 
     def nearest(self, prompt: str, k: int) -> list[Neighbour]:
         """The k training prompts most similar to prompt (similarity > 0), most similar first."""
         index = self._index
         grams = _grams(prompt)
-        known = [index.gram_ids[gram] for gram in grams if gram in index.gram_ids]
-        if not known or k <= 0:
+        ids = np.array([index.gram_ids.get(gram, -1) for gram in grams], dtype=np.int64)
+        known = ids[ids >= 0]
+        if not known.size or k <= 0:
             return []
-        ids = np.array(known)
         # The score a prompt made of exactly these n-grams would get: n-grams no prompt holds count
         # as the rarest, so that a query matched only in part is less similar.
-        counts = np.array(list(grams.values()), dtype=np.float32)
-        rarest = _idf(len(index.prompts), np.zeros(1))[0]
-        idf = np.array([index.idf[index.gram_ids[gram]] if gram in index.gram_ids else rarest for gram in grams])
+        counts = np.fromiter(grams.values(), dtype=np.float32, count=len(grams))
+        idf = np.where(ids >= 0, index.idf[ids], index.unseen_idf)
         own_score = float((idf * _saturated(counts, float(counts.sum()) / index.mean_length)).sum())
         # Every posting of the query's n-grams in one array, summed per prompt in one pass (a loop
         # over the n-grams took half as long again).
-        starts = index.starts[ids]
-        lengths = index.starts[ids + 1] - starts
+        starts = index.starts[known]
+        lengths = index.starts[known + 1] - starts
         postings = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
         scores = np.bincount(index.rows[postings], weights=index.weights[postings],
                              minlength=len(index.prompts)) / own_score  # a prompt appears once per n-gram
