@@ -67,7 +67,8 @@ def consensus(texts: Sequence[str], log_probs: Sequence[float]) -> int:
 # its similarity ** 16. The weight of agreement (0..1) against the log-probability per token.
 # Held-out Korean chrF (600 pairs kept out of train.tsv, benchmarks/tune_neighbours.py), with
 # BM25 similarities: 28.2 so; 27.4 with the settings tuned for cosine similarities (** 4,
-# weight 4); 27.6-28.1 for powers 4-32 and weights 4-16, and neighbour shares 0.5-0.9.
+# weight 4), 27.5-28.1 for the other powers (4-32) and weights (4-16); neighbour shares of 0.7 and
+# 0.9 instead of 0.5 scored 27.8-28.1, and 0.3 scored 27.2-27.7.
 NEIGHBOURS, SHARPNESS = 3, 16
 AGREEMENT_WEIGHT = 8.0
 
