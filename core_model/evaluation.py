@@ -23,7 +23,8 @@ LATENCY_SAMPLE = 50
 
 def evaluate_model(model_dir: Path, data: Path, decode: DecodeConfig, limit: int | None = None) -> dict[str, Any]:
     loaded = checkpoint.load(model_dir)
-    model, tokenizer, memory = loaded.model, loaded.tokenizer, loaded.memory
+    model, tokenizer = loaded.model, loaded.tokenizer
+    memory = loaded.memory.indexed(tokenizer.encode) if loaded.memory is not None else None  # as served
     serving = packed_for_serving(model)  # replies and latency as the bot produces them
     pairs = load_pairs([data])[:limit]
     if not pairs:

@@ -38,7 +38,8 @@ def guide(tokenizer: Tokenizer, neighbours: Sequence[Neighbour]) -> Guide:
     weights = neighbour_weights(neighbours)
     if not any(weights):
         return []
-    return [(tokenizer.encode(n.reply) + [EOS_ID], weight) for n, weight in zip(neighbours, weights, strict=True)]
+    return [((n.reply_ids if n.reply_ids is not None else tokenizer.encode(n.reply)) + [EOS_ID], weight)
+            for n, weight in zip(neighbours, weights, strict=True)]
 
 
 @dataclass(frozen=True)

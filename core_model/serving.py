@@ -42,9 +42,9 @@ def packed_for_serving(model: Seq2Seq, *, in_place: bool = False) -> Seq2Seq:
 
 def load_for_serving(path: Path | str) -> LoadedModel:
     """A model folder loaded (errors name the bad file) and packed for decoding, its memory's index
-    built (here, not at the first reply)."""
+    built and its replies tokenised (here, not at the first reply)."""
     loaded = checkpoint.load(path)
-    memory = loaded.memory.indexed() if loaded.memory is not None else None
+    memory = loaded.memory.indexed(loaded.tokenizer.encode) if loaded.memory is not None else None
     return replace(loaded, model=packed_for_serving(loaded.model, in_place=True), memory=memory)
 
 

@@ -62,6 +62,8 @@ def test_guide_weights_nearer_neighbours_more(tokenizer: Tokenizer) -> None:
     assert near_ids == tokenizer.encode(near.reply) + [EOS_ID] and far_ids[-1] == EOS_ID
     assert near_weight + far_weight == pytest.approx(1.0) and near_weight == pytest.approx(2 * far_weight)
     assert guide(tokenizer, []) == [] and guide(tokenizer, [Neighbour(0.0, "a", "b")]) == []
+    # token ids the memory already holds are used as they are
+    assert guide(tokenizer, [Neighbour(0.9, "배고파", "뭐 좀 드세요.", [7, 8])]) == [([7, 8, EOS_ID], 1.0)]
 
 
 def _untrained(tokenizer: Tokenizer) -> Seq2Seq:

@@ -58,6 +58,20 @@ def test_it_keeps_the_last_pairs_that_fit_its_n_gram_budget(monkeypatch: pytest.
     assert memory.nearest(PROMPTS[-1], 1)[0].reply == REPLIES[-1]
 
 
+def test_indexed_with_an_encoder_its_neighbours_carry_their_replies_token_ids(monkeypatch: pytest.MonkeyPatch) -> None:
+    def encode(text: str) -> list[int]:
+        return [len(text), *map(ord, text[:2])]
+
+    assert all(n.reply_ids is None for n in ReplyMemory(PROMPTS, REPLIES).nearest("배고파", 3))
+    # only the pairs that fit the n-gram budget are kept: the ids follow the replies kept
+    monkeypatch.setattr(reply_memory, "MAX_NGRAMS", sum(len(reply_memory._grams(p)) for p in PROMPTS[1:]))
+    memory = ReplyMemory(PROMPTS, REPLIES).indexed(encode)
+    assert memory.replies == REPLIES[1:]
+    for prompt in PROMPTS[1:]:
+        for neighbour in memory.nearest(prompt, 3):
+            assert neighbour.reply_ids == encode(neighbour.reply)
+
+
 def test_json_round_trip(memory: ReplyMemory) -> None:
     again = ReplyMemory.from_json(memory.to_json())
     assert (again.prompts, again.replies) == (PROMPTS, REPLIES)
