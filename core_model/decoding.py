@@ -91,8 +91,9 @@ def _search_non_empty(model: Seq2Seq, sources: Sequence[Sequence[int]], config: 
     src = _pad([list(sources[i])[-limit:] for i in live])  # [B, S]
     memory, state = model.encode(src, (src != PAD_ID).sum(dim=1))
     max_length = min(config.max_length, model.config.max_target_tokens)
-    guided = guides is not None and config.neighbour_share > 0 and any(guides[i] for i in live)
-    rows = GuideRows.of([guides[i] for i in live]) if guided and guides is not None else None
+    rows = None
+    if guides is not None and config.neighbour_share > 0 and any(guides[i] for i in live):
+        rows = GuideRows.of([guides[i] for i in live])
     for finished in search(model, memory, state, src, rows, config, max_length):
         yield [(live[row], result) for row, result in finished]
 
