@@ -10,6 +10,7 @@ An empty source (a prompt that tokenizes to nothing) gets an empty reply without
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import NamedTuple, TypeVar
 
 import torch
@@ -40,9 +41,28 @@ def generate(model: Seq2Seq, sources: Sequence[Sequence[int]], config: DecodeCon
 
 
 def candidates(model: Seq2Seq, sources: Sequence[Sequence[int]], config: DecodeConfig,
-               guides: Sequence[Guide] | None = None) -> list[list[Hypothesis]]:
+               guides: Sequence[Guide] | None = None, encoded: Encoded | None = None) -> list[list[Hypothesis]]:
     """Beam search's n-best list for each source, best first (empty for an empty source)."""
-    return _collect(len(sources), candidates_as_done(model, sources, config, guides))
+    return _collect(len(sources), candidates_as_done(model, sources, config, guides, encoded))
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """The non-empty sources of a batch through the encoder: several searches over the same
+    sources (the default reply runs two) need to encode them only once."""
+
+    src: Tensor  # [B, S] the ids of the non-empty sources, in order, padded
+    memory: Memory
+    state: State
+
+
+@torch.inference_mode()
+def encode(model: Seq2Seq, sources: Sequence[Sequence[int]]) -> Encoded:
+    """sources (at least one of them non-empty) encoded for the searches."""
+    limit = model.config.max_source_tokens
+    src = _pad([list(source)[-limit:] for source in sources if source])  # [B, S]
+    memory, state = model.encode(src, (src != PAD_ID).sum(dim=1))
+    return Encoded(src, memory, state)
 
 
 Result = TypeVar("Result", list[int], list[Hypothesis])
@@ -66,9 +86,11 @@ def generate_as_done(model: Seq2Seq, sources: Sequence[Sequence[int]], config: D
 
 @torch.inference_mode()
 def candidates_as_done(model: Seq2Seq, sources: Sequence[Sequence[int]], config: DecodeConfig,
-                       guides: Sequence[Guide] | None = None) -> Iterator[Finished[list[Hypothesis]]]:
-    """candidates(), handing over each source's n-best list at the step its search ends."""
-    yield from _search_non_empty(model, sources, config, guides, _beam)
+                       guides: Sequence[Guide] | None = None,
+                       encoded: Encoded | None = None) -> Iterator[Finished[list[Hypothesis]]]:
+    """candidates(), handing over each source's n-best list at the step its search ends.
+    encoded: the sources as encode() gave them, if already encoded."""
+    yield from _search_non_empty(model, sources, config, guides, _beam, encoded)
 
 
 def _collect(count: int, steps: Iterator[Finished[Result]]) -> list[Result]:
@@ -80,16 +102,16 @@ def _collect(count: int, steps: Iterator[Finished[Result]]) -> list[Result]:
 
 
 def _search_non_empty(model: Seq2Seq, sources: Sequence[Sequence[int]], config: DecodeConfig,
-                      guides: Sequence[Guide] | None, search: Search[Result]) -> Iterator[Finished[Result]]:
-    """Encode the non-empty sources once and run search on them; an empty source gets [] at once."""
+                      guides: Sequence[Guide] | None, search: Search[Result],
+                      encoded: Encoded | None = None) -> Iterator[Finished[Result]]:
+    """Run search on the non-empty sources, encoded (unless they were); an empty source gets [] at once."""
     live = [i for i, source in enumerate(sources) if source]
     if len(live) < len(sources):
         yield [(i, []) for i, source in enumerate(sources) if not source]
     if not live:
         return
-    limit = model.config.max_source_tokens
-    src = _pad([list(sources[i])[-limit:] for i in live])  # [B, S]
-    memory, state = model.encode(src, (src != PAD_ID).sum(dim=1))
+    encoded = encoded or encode(model, sources)
+    src, memory, state = encoded.src, encoded.memory, encoded.state
     max_length = min(config.max_length, model.config.max_target_tokens)
     rows = None
     if guides is not None and config.neighbour_share > 0 and any(guides[i] for i in live):

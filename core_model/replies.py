@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
 from core_model.config import DecodeConfig
-from core_model.decoding import Hypothesis, candidates, candidates_as_done, generate_as_done
+from core_model.decoding import Hypothesis, candidates, candidates_as_done, encode, generate_as_done
 from core_model.guidance import Guide, guide
 from core_model.model import Seq2Seq
 from core_model.reply_memory import Neighbour, ReplyMemory
@@ -61,9 +61,10 @@ def _closest_to_neighbours(model: Seq2Seq, tokenizer: Tokenizer, sources: Sequen
                            config: DecodeConfig, neighbours: list[list[Neighbour]],
                            guides: list[Guide] | None) -> Iterator[list[tuple[int, str]]]:
     # Greedy's reply (a beam of one) joins the n-best: it is often a better reply than any beam
-    # finds (held-out Korean, see reranking).
-    greedy = candidates(model, sources, replace(config, beam_width=1), guides)
-    for finished in candidates_as_done(model, sources, config, guides):
+    # finds (held-out Korean, see reranking). Both searches start from one run of the encoder.
+    encoded = encode(model, sources) if any(sources) else None
+    greedy = candidates(model, sources, replace(config, beam_width=1), guides, encoded)
+    for finished in candidates_as_done(model, sources, config, guides, encoded):
         chosen = []
         for index, hypotheses in finished:
             found: dict[str, Hypothesis] = {}

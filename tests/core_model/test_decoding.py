@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from core_model.config import DecodeConfig
-from core_model.decoding import generate, generate_as_done
+from core_model.decoding import candidates, encode, generate, generate_as_done
 from core_model.model import Seq2Seq
 from core_model.row_ops import argmax_rows, logsumexp_rows, topk_rows
 from core_model.tokenizer import EOS_ID, Tokenizer
@@ -58,6 +58,14 @@ def test_batched_decode_equals_one_by_one(trained: Seq2Seq, tokenizer: Tokenizer
         together = [generate(trained, [s], config)[0] for s in sources]  # a seed fixes a whole call
     alone = [generate(trained, [s], config)[0] for s in sources]
     assert together == alone
+
+
+def test_searches_of_sources_encoded_once_find_what_they_find_alone(trained: Seq2Seq, tokenizer: Tokenizer) -> None:
+    sources = [[], *_sources(tokenizer)]  # an empty source too, which the encoder never sees
+    encoded = encode(trained, sources)
+    assert encoded.src.size(0) == len(sources) - 1
+    for config in (BEAM, replace(BEAM, beam_width=1)):  # the default reply's two searches
+        assert candidates(trained, sources, config, encoded=encoded) == candidates(trained, sources, config)
 
 
 def test_empty_source_gets_an_empty_reply(trained: Seq2Seq, tokenizer: Tokenizer) -> None:
