@@ -30,9 +30,12 @@ def use_bf16(requested: bool | None) -> bool:
 
 
 def autocast(enabled: bool) -> contextlib.AbstractContextManager[object]:
-    """bf16 for the matrix products of linear layers and attention. PyTorch's GRU stays in fp32
-    under it; running the GRUs on weights cast to bf16 as well made a lone GRU 2.3x faster but
-    whole training steps only 0-7% (within the noise), so they are left as they are."""
+    """bf16 for the matrix products of linear layers and attention, and of the GRUs too: the GRU's
+    inputs, state and outputs stay fp32, but autocast reaches the products inside it (its outputs
+    differ from fp32's by about 5e-3). Two GRU layers of the tutorial's size (500, batches of 64,
+    6 steps) take 40 ms forward and backward so, against 73-89 ms in fp32, and their products are
+    most of it: a hand-written GRU layer in C++ (the step's gates fused, the weight gradients as one
+    product over all steps) took 46 ms."""
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled)
 
 
