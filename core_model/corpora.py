@@ -43,7 +43,8 @@ def load_pairs(paths: Sequence[Path | str]) -> list[Pair]:
 
 
 def bundled_corpus(languages: Iterable[str] = ("english", "korean")) -> list[Pair]:
-    """The chatterbot-corpus package's dialogues, read from its installed files."""
+    """The chatterbot-corpus package's dialogues, read from its installed files, and this project's
+    small talk (core_model/data/small_talk.yml: the first things people say to a chatbot)."""
     root = resources.files("chatterbot_corpus") / "data"
     paths = []
     for language in languages:
@@ -51,6 +52,7 @@ def bundled_corpus(languages: Iterable[str] = ("english", "korean")) -> list[Pai
         if not folder.is_dir():
             raise CorpusError(f"chatterbot-corpus has no language {language!r}")
         paths.extend(sorted(Path(str(p)) for p in folder.iterdir() if p.name.endswith(".yml")))
+    paths.append(Path(str(resources.files("core_model") / "data" / "small_talk.yml")))
     # Each exchange once: the package repeats some a hundred times over (eight tech-support
     # answers made up 28% of it), and a model trained on that answers "hello" with a USB port.
     return list(dict.fromkeys(load_pairs(paths)))

@@ -31,6 +31,12 @@ def test_bundled_corpus_has_english_and_korean() -> None:
     assert len(set(pairs)) == len(pairs)  # the package's many repeats are read once
 
 
+def test_bundled_corpus_knows_what_people_ask_a_chatbot_first() -> None:
+    replies = {p.prompt: p.reply for p in bundled_corpus()}
+    assert "chatbot" in replies["What is your name?"] and "챗봇" in replies["이름이 뭐야?"]
+    assert replies["Bye"].startswith("Bye") and replies["고마워"] == "천만에요!"
+
+
 @pytest.mark.parametrize(("name", "content", "message"), [
     ("bad.tsv", "question\tanswer\nx\ty\n", "first line"),
     ("bad.tsv", "prompt\treply\nno tab here\n", "bad.tsv:2"),
