@@ -36,6 +36,12 @@ class Reply:
     row_id: int | None = None
 
 
+def storable(text: str | None) -> str | None:
+    """text as UTF-8 can hold it: a lone surrogate (JSON's escape of half an emoji, as a name cut
+    short may carry) becomes "?", where a database would refuse the whole row."""
+    return text.encode("utf-8", "replace").decode("utf-8") if text is not None else None
+
+
 def split_text(text: str, limit: int) -> list[str]:
     """Cut a reply into pieces of at most `limit` characters, at a line break or space when possible."""
     if limit < 1:

@@ -18,7 +18,7 @@ from typing import Protocol
 from bot.commands import COMMANDS, NOT_ADMIN, CommandContext, parse_command
 from bot.database import Database
 from bot.learning import LearningService
-from bot.messages import IncomingMessage, Reply
+from bot.messages import IncomingMessage, Reply, storable
 from bot.metrics import BotMetrics
 from bot.permissions import Permissions
 from core_model.tokenizer import normalize
@@ -84,8 +84,9 @@ class ChatService:
         try:
             logged = await self.database.write(
                 log_incoming, platform=message.platform, chat_id=message.chat_id,
-                chat_kind=ChatKind(message.chat_kind), chat_title=message.chat_title, author_id=message.user_id,
-                author_name=message.user_name, message_id=message.message_id, text=text,
+                chat_kind=ChatKind(message.chat_kind), chat_title=storable(message.chat_title),
+                author_id=message.user_id, author_name=storable(message.user_name),
+                message_id=message.message_id, text=text,
                 created_at=message.sent_at, reply_to_message_id=message.reply_to_id, thread_id=message.thread_id)
         except BaseException:
             _abandon(early)

@@ -33,12 +33,16 @@ MIN_VOCAB_SIZE = len(SPECIAL_TOKENS) + len(BYTE_TOKENS) + 1  # room for at least
 # characters are kept, the rest fall back to bytes.
 ALPHABET_SHARE = 0.25
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2064\ufeff\ufffd]")
+# Lone surrogates too: a str may hold them (bytes that are not UTF-8, read with surrogateescape as
+# stdin is; a JSON escape such as "\ud800"), but no UTF-8 text can, so the tokenizer and databases
+# refuse them.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2064\ufeff\ufffd\ud800-\udfff]")
 _SPACES = re.compile(r"\s+")
 
 
 def normalize(text: str) -> str:
-    """NFKC, control and zero-width characters removed, whitespace runs collapsed, ends stripped."""
+    """NFKC, control and zero-width characters and lone surrogates removed, whitespace runs
+    collapsed, ends stripped."""
     text = unicodedata.normalize("NFKC", text)
     text = _CONTROL.sub("", text)
     return _SPACES.sub(" ", text).strip()

@@ -77,6 +77,15 @@ async def test_any_unicode_or_huge_input_gets_a_reply(service: ChatService, text
     assert reply is not None and reply.text
 
 
+async def test_lone_surrogates_in_text_names_and_titles_are_logged_and_answered(service: ChatService,
+                                                                                database: Database) -> None:
+    # JSON may carry half an emoji ("\ud83d"), which no UTF-8 database column can hold
+    message = replace(group("hello there\ud83d", mentions_bot=True), user_name="Ann\ud83d", chat_title="\ude00Fun")
+    reply = await service.handle(message)
+    assert reply is not None and reply.text == "hi! how are you?"
+    assert [row[:2] for row in logged(database)] == [("hello there", False), ("hi! how are you?", True)]
+
+
 async def test_group_answers_only_when_addressed_but_logs_everything(
         service: ChatService, database: Database) -> None:
     assert await service.handle(group("hello there")) is None

@@ -45,6 +45,12 @@ def test_control_characters_are_dropped(tokenizer: Tokenizer) -> None:
     assert tokenizer.decode(tokenizer.encode(text)) == "abcde"
 
 
+def test_lone_surrogates_are_dropped(tokenizer: Tokenizer) -> None:
+    # what stdin makes of bytes that are not UTF-8 (surrogateescape), and what JSON's "\ud83d" gives
+    text = b"a\xff b\xc3(".decode("utf-8", "surrogateescape") + "\ud83d c"
+    assert tokenizer.decode(tokenizer.encode(text)) == normalize(text) == "a b( c"
+
+
 def test_huge_input_round_trips(tokenizer: Tokenizer) -> None:
     text = ("가나다 abc 😀 " * 10_000)[:100_000]
     assert tokenizer.decode(tokenizer.encode(text)) == normalize(text)
