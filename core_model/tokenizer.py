@@ -38,12 +38,23 @@ ALPHABET_SHARE = 0.25
 # refuse them.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2064\ufeff\ufffd\ud800-\udfff]")
 _SPACES = re.compile(r"\s+")
+# Hangul letters typed on their own ("ㅋㅋ", "ㅠㅠ": laughter and tears in any Korean chat) are
+# compatibility jamo, which NFKC turns into the conjoining jamo that build syllables ("ᄏᄏ"): those
+# render as broken syllables, and no longer match what people type. They are kept as typed.
+_COMPATIBILITY_JAMO = re.compile(r"([\u3131-\u318e]+)")
+
+
+def _nfkc(text: str) -> str:
+    if not _COMPATIBILITY_JAMO.search(text):
+        return unicodedata.normalize("NFKC", text)
+    parts = _COMPATIBILITY_JAMO.split(text)  # the runs of jamo at the odd positions
+    return "".join(part if i % 2 else unicodedata.normalize("NFKC", part) for i, part in enumerate(parts))
 
 
 def normalize(text: str) -> str:
-    """NFKC, control and zero-width characters and lone surrogates removed, whitespace runs
-    collapsed, ends stripped."""
-    text = unicodedata.normalize("NFKC", text)
+    """NFKC (except for Hangul jamo typed alone), control and zero-width characters and lone
+    surrogates removed, whitespace runs collapsed, ends stripped."""
+    text = _nfkc(text)
     text = _CONTROL.sub("", text)
     return _SPACES.sub(" ", text).strip()
 

@@ -45,6 +45,13 @@ def test_control_characters_are_dropped(tokenizer: Tokenizer) -> None:
     assert tokenizer.decode(tokenizer.encode(text)) == "abcde"
 
 
+def test_hangul_letters_typed_alone_stay_as_typed(tokenizer: Tokenizer) -> None:
+    # NFKC would make "ㅋㅋ" conjoining jamo ("ᄏᄏ"), which render as broken syllables
+    text = "ㅋㅋㅋ 진짜 웃기다 ㅠㅠ ｈｉ"
+    assert normalize(text) == "ㅋㅋㅋ 진짜 웃기다 ㅠㅠ hi"  # the rest is NFKC as before
+    assert tokenizer.decode(tokenizer.encode(text)) == normalize(text)
+
+
 def test_lone_surrogates_are_dropped(tokenizer: Tokenizer) -> None:
     # what stdin makes of bytes that are not UTF-8 (surrogateescape), and what JSON's "\ud83d" gives
     text = b"a\xff b\xc3(".decode("utf-8", "surrogateescape") + "\ud83d c"
