@@ -34,18 +34,6 @@ class Hypothesis(NamedTuple):
     log_prob: float  # the model's own log-probability of the reply and its <eos> (none if cut at max_length)
 
 
-def generate(model: Seq2Seq, sources: Sequence[Sequence[int]], config: DecodeConfig,
-             guides: Sequence[Guide] | None = None) -> list[list[int]]:
-    """One reply per source, as ids without <go> or <eos>."""
-    return _collect(len(sources), generate_as_done(model, sources, config, guides))
-
-
-def candidates(model: Seq2Seq, sources: Sequence[Sequence[int]], config: DecodeConfig,
-               guides: Sequence[Guide] | None = None, encoded: Encoded | None = None) -> list[list[Hypothesis]]:
-    """Beam search's n-best list for each source, best first (empty for an empty source)."""
-    return _collect(len(sources), candidates_as_done(model, sources, config, guides, encoded))
-
-
 @dataclass(frozen=True)
 class Encoded:
     """The non-empty sources of a batch through the encoder: several searches over the same
@@ -63,6 +51,18 @@ def encode(model: Seq2Seq, sources: Sequence[Sequence[int]]) -> Encoded:
     src = _pad([list(source)[-limit:] for source in sources if source])  # [B, S]
     memory, state = model.encode(src, (src != PAD_ID).sum(dim=1))
     return Encoded(src, memory, state)
+
+
+def generate(model: Seq2Seq, sources: Sequence[Sequence[int]], config: DecodeConfig,
+             guides: Sequence[Guide] | None = None) -> list[list[int]]:
+    """One reply per source, as ids without <go> or <eos>."""
+    return _collect(len(sources), generate_as_done(model, sources, config, guides))
+
+
+def candidates(model: Seq2Seq, sources: Sequence[Sequence[int]], config: DecodeConfig,
+               guides: Sequence[Guide] | None = None, encoded: Encoded | None = None) -> list[list[Hypothesis]]:
+    """Beam search's n-best list for each source, best first (empty for an empty source)."""
+    return _collect(len(sources), candidates_as_done(model, sources, config, guides, encoded))
 
 
 Result = TypeVar("Result", list[int], list[Hypothesis])
@@ -121,10 +121,9 @@ def _search_non_empty(model: Seq2Seq, sources: Sequence[Sequence[int]], config: 
 
 
 def _pad(rows: Sequence[Sequence[int]]) -> Tensor:
-    out = torch.full((len(rows), max(len(r) for r in rows)), PAD_ID, dtype=torch.long)
-    for i, row in enumerate(rows):
-        out[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-    return out
+    # One tensor from padded lists: a tensor per row took 0.5 ms for a batch of 64 prompts.
+    width = max(len(row) for row in rows)
+    return torch.tensor([[*row, *[PAD_ID] * (width - len(row))] for row in rows], dtype=torch.long)
 
 
 def _constrain(scores: Tensor, generated: Tensor, prompts: Tensor, config: DecodeConfig) -> None:
