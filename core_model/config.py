@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 Cell = Literal["gru", "lstm"]
 AttentionScore = Literal["general", "dot", "additive"]
@@ -118,5 +118,19 @@ class DecodeConfig:
     seed: int | None = None
 
     def __post_init__(self) -> None:
+        """Raises ValueError naming the first setting out of its range."""
+        if self.strategy not in get_args(Strategy):
+            raise ValueError(f"strategy must be one of {', '.join(get_args(Strategy))}, not {self.strategy!r}")
+        if self.rerank not in get_args(Rerank):
+            raise ValueError(f"rerank must be one of {', '.join(get_args(Rerank))}, not {self.rerank!r}")
+        at_least = {"beam_width": 1, "max_length": 1, "min_length": 0, "no_repeat_ngram": 0,
+                    "block_prompt_ngram": 0, "top_k": 0, "length_penalty": 0}
+        for name, lowest in at_least.items():
+            if not getattr(self, name) >= lowest:  # "not >=" also refuses a NaN
+                raise ValueError(f"{name} must be at least {lowest}, not {getattr(self, name)}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be above 0, not {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be above 0 and at most 1, not {self.top_p}")
         if not 0 <= self.neighbour_share < 1:  # at 1, a reply no neighbour continues would be impossible
             raise ValueError(f"neighbour_share must be at least 0 and below 1, not {self.neighbour_share}")

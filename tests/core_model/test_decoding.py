@@ -68,6 +68,15 @@ def test_searches_of_sources_encoded_once_find_what_they_find_alone(trained: Seq
         assert candidates(trained, sources, config, encoded=encoded) == candidates(trained, sources, config)
 
 
+@pytest.mark.parametrize(("setting", "value"), [
+    ("strategy", "best"), ("rerank", "vote"), ("beam_width", 0), ("max_length", 0), ("min_length", -1),
+    ("no_repeat_ngram", -2), ("block_prompt_ngram", -1), ("top_k", -1), ("length_penalty", float("nan")),
+    ("temperature", 0.0), ("top_p", 0.0), ("top_p", 1.5), ("neighbour_share", 1.0)])
+def test_decode_settings_out_of_range_are_refused_by_name(setting: str, value: object) -> None:
+    with pytest.raises(ValueError, match=setting):
+        replace(GREEDY, **{setting: value})
+
+
 def test_empty_source_gets_an_empty_reply(trained: Seq2Seq, tokenizer: Tokenizer) -> None:
     replies = generate(trained, [[], tokenizer.encode("hello there"), []], GREEDY)
     assert replies[0] == [] and replies[2] == []
