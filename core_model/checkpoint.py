@@ -75,7 +75,11 @@ def load(path: Path | str) -> LoadedModel:
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"{path}: no such model folder")
-    config = ModelConfig.from_dict(_read_json(path / CONFIG))
+    settings = _read_json(path / CONFIG)
+    try:
+        config = ModelConfig.from_dict(settings)
+    except (ValueError, TypeError) as error:  # unknown settings, or values out of range or of the wrong type
+        raise CheckpointError(f"{path / CONFIG}: {error}") from None
     tokenizer_path = _existing(path / TOKENIZER)
     try:
         tokenizer = Tokenizer.load(tokenizer_path)

@@ -35,6 +35,10 @@ class ModelConfig:
     prompt_spelling: int = 0
 
     def __post_init__(self) -> None:
+        """Raises ValueError naming the first setting out of its range."""
+        _check(self, at_least={"vocab_size": 1, "embedding_dim": 1, "hidden_size": 2, "num_layers": 1,
+                               "max_source_tokens": 1, "max_target_tokens": 2, "prompt_spelling": 0},
+               shares=("dropout",))
         if self.hidden_size % 2:
             raise ValueError("hidden_size must be even (it is split across the two encoder directions)")
         if self.cell not in ("gru", "lstm"):
@@ -88,6 +92,18 @@ class TrainConfig:
     threads: int | None = None
     seed: int = 1234
 
+    def __post_init__(self) -> None:
+        """Raises ValueError naming the first setting out of its range (None: no limit, or the default)."""
+        _check(self, at_least={"batch_size": 1, "weight_decay": 0, "warmup_steps": 0, "min_lr_ratio": 0,
+                               "source_token_shuffle": 0, "max_epochs": 1, "max_steps": 1, "patience": 1,
+                               "threads": 1},
+               above={"learning_rate": 0, "grad_clip": 0, "max_seconds": 0},
+               shares=("label_smoothing", "source_token_dropout", "source_token_deletion", "ema_decay"))
+        if self.min_lr_ratio > 1:
+            raise ValueError(f"min_lr_ratio must be at most 1, not {self.min_lr_ratio}")
+        if self.select_by not in get_args(Selection):
+            raise ValueError(f"select_by must be one of {', '.join(get_args(Selection))}, not {self.select_by!r}")
+
 
 @dataclass(frozen=True)
 class DecodeConfig:
@@ -123,14 +139,28 @@ class DecodeConfig:
             raise ValueError(f"strategy must be one of {', '.join(get_args(Strategy))}, not {self.strategy!r}")
         if self.rerank not in get_args(Rerank):
             raise ValueError(f"rerank must be one of {', '.join(get_args(Rerank))}, not {self.rerank!r}")
-        at_least = {"beam_width": 1, "max_length": 1, "min_length": 0, "no_repeat_ngram": 0,
-                    "block_prompt_ngram": 0, "top_k": 0, "length_penalty": 0}
-        for name, lowest in at_least.items():
-            if not getattr(self, name) >= lowest:  # "not >=" also refuses a NaN
-                raise ValueError(f"{name} must be at least {lowest}, not {getattr(self, name)}")
-        if not self.temperature > 0:
-            raise ValueError(f"temperature must be above 0, not {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be above 0 and at most 1, not {self.top_p}")
-        if not 0 <= self.neighbour_share < 1:  # at 1, a reply no neighbour continues would be impossible
-            raise ValueError(f"neighbour_share must be at least 0 and below 1, not {self.neighbour_share}")
+        # a neighbour_share of 1 would make a reply that no neighbour continues impossible
+        _check(self, at_least={"beam_width": 1, "max_length": 1, "min_length": 0, "no_repeat_ngram": 0,
+                               "block_prompt_ngram": 0, "top_k": 0, "length_penalty": 0},
+               above={"temperature": 0, "top_p": 0}, shares=("neighbour_share",))
+        if self.top_p > 1:
+            raise ValueError(f"top_p must be at most 1, not {self.top_p}")
+
+
+def _check(config: object, at_least: dict[str, float] | None = None, above: dict[str, float] | None = None,
+           shares: tuple[str, ...] = ()) -> None:
+    """Raise ValueError naming the first setting of config out of its range: below its lowest value
+    (at_least), not above its bound (above), or not a share (at least 0 and below 1). A setting
+    that is None (unset) is not checked; NaN is refused (hence "not value >= lowest")."""
+    for name, lowest in (at_least or {}).items():
+        value = getattr(config, name)
+        if value is not None and not value >= lowest:
+            raise ValueError(f"{name} must be at least {lowest}, not {value}")
+    for name, bound in (above or {}).items():
+        value = getattr(config, name)
+        if value is not None and not value > bound:
+            raise ValueError(f"{name} must be above {bound}, not {value}")
+    for name in shares:
+        value = getattr(config, name)
+        if not 0 <= value < 1:
+            raise ValueError(f"{name} must be at least 0 and below 1, not {value}")

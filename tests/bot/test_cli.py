@@ -78,7 +78,7 @@ def test_chat_reads_stdin(trained_dir: Path) -> None:
     (["reply", "--model", "x", "--neighbour-share", "1"], "argument --neighbour-share: must be at least 0 and below 1"),
     (["reply", "--model", "x", "--neighbour-share", "half"], "argument --neighbour-share: invalid float value"),
     (["reply", "--model", "x", "--max-length", "-5"], "max_length must be at least 1, not -5"),
-    (["chat", "--model", "x", "--top-p", "2"], "top_p must be above 0 and at most 1"),
+    (["chat", "--model", "x", "--top-p", "2"], "top_p must be at most 1, not 2.0"),
 ])
 def test_errors_are_one_line_without_traceback(args: list[str], message: str, tmp_path: Path) -> None:
     result = chatbot(*args, cwd=tmp_path)

@@ -75,6 +75,19 @@ def test_shape_mismatch_is_named(model_dir: Path, tmp_path: Path) -> None:
         checkpoint.load(broken)
 
 
+@pytest.mark.parametrize(("setting", "value", "message"), [
+    ("num_layers", 0, "num_layers must be at least 1"), ("dropout", 1.5, "dropout must be at least 0"),
+    ("hidden_size", "wide", "not supported between"), ("colour", "red", "unknown model settings: colour")])
+def test_a_setting_config_json_cannot_hold_is_named_with_the_file(model_dir: Path, tmp_path: Path, setting: str,
+                                                                 value: object, message: str) -> None:
+    broken = _copy(model_dir, tmp_path)
+    config = json.loads((broken / "config.json").read_text())
+    config[setting] = value
+    (broken / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=f"config.json: .*{message}"):
+        checkpoint.load(broken)
+
+
 def test_vocabulary_mismatch_is_named(model_dir: Path, tmp_path: Path) -> None:
     broken = _copy(model_dir, tmp_path)
     config = json.loads((broken / "config.json").read_text())

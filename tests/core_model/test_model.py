@@ -58,3 +58,10 @@ def test_output_layer_shares_the_embedding_matrix(tokenizer: Tokenizer) -> None:
     model = Seq2Seq(replace(TINY_MODEL, vocab_size=tokenizer.vocab_size))
     names = [name for name, _ in model.named_parameters()]
     assert sum("embedding" in n and n.endswith("weight") and "to_embedding" not in n for n in names) == 1
+
+
+@pytest.mark.parametrize(("setting", "value"), [
+    ("vocab_size", 0), ("embedding_dim", 0), ("num_layers", 0), ("dropout", 1.0), ("max_target_tokens", 1)])
+def test_model_settings_out_of_range_are_refused_by_name(setting: str, value: object) -> None:
+    with pytest.raises(ValueError, match=setting):
+        replace(TINY_MODEL, **{setting: value})

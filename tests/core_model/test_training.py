@@ -1,6 +1,7 @@
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 import torch
 
 from core_model.batching import collate, encode_pairs
@@ -162,3 +163,13 @@ def test_with_a_moving_average_the_averaged_weights_are_scored_and_kept(
     train(trained_alone, examples, examples, replace(config, ema_decay=0.0),
           Callbacks(score_replies=lambda _: float(next(epochs))))  # the last epoch is kept here too
     assert moved_by_average < (trained_alone.state_dict()[name] - start[name]).norm()
+
+
+@pytest.mark.parametrize(("setting", "value"), [
+    ("batch_size", 0), ("learning_rate", 0.0), ("label_smoothing", 1.0), ("ema_decay", -0.1), ("max_steps", 0),
+    ("max_seconds", -1.0), ("threads", 0), ("patience", 0), ("min_lr_ratio", 1.5), ("grad_clip", float("nan")),
+    ("select_by", "luck")])
+def test_training_settings_out_of_range_are_refused_by_name(setting: str, value: object) -> None:
+    with pytest.raises(ValueError, match=setting):
+        replace(TrainConfig(), **{setting: value})
+    assert replace(TrainConfig(), max_steps=None, max_seconds=None, threads=None).max_steps is None  # unset
