@@ -66,7 +66,7 @@ def _clean(pairs: Iterable[Pair]) -> Iterator[Pair]:
 
 
 def _read_tsv(path: Path) -> Iterator[Pair]:
-    with path.open(encoding="utf-8") as handle:
+    with path.open(encoding="utf-8-sig") as handle:  # a spreadsheet's export may start with a BOM
         header = handle.readline().rstrip("\n").split("\t")
         if header[:2] != ["prompt", "reply"]:
             raise CorpusError(f"{path}: first line must be 'prompt<TAB>reply[<TAB>context]'")

@@ -23,6 +23,12 @@ def test_yaml_conversations_become_consecutive_pairs(tmp_path: Path) -> None:
     assert load_pairs([path]) == [Pair("a", "b"), Pair("b", "c", "a")]
 
 
+def test_a_tsv_from_a_spreadsheet_reads_alike(tmp_path: Path) -> None:
+    path = tmp_path / "export.tsv"  # a byte-order mark and Windows line ends
+    path.write_bytes("\ufeffprompt\treply\r\n안녕\t반가워\r\n".encode())
+    assert load_pairs([path]) == [Pair("안녕", "반가워")]
+
+
 def test_bundled_corpus_has_english_and_korean() -> None:
     pairs = bundled_corpus()
     assert len(pairs) > 1000
