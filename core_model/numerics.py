@@ -32,10 +32,11 @@ def use_bf16(requested: bool | None) -> bool:
 def autocast(enabled: bool) -> contextlib.AbstractContextManager[object]:
     """bf16 for the matrix products of linear layers and attention, and of the GRUs too: the GRU's
     inputs, state and outputs stay fp32, but autocast reaches the products inside it (its outputs
-    differ from fp32's by about 5e-3). Two GRU layers of the tutorial's size (500, batches of 64,
-    6 steps) take 40 ms forward and backward so, against 73-89 ms in fp32 (benchmarks/gru_autocast.py),
+    differ from fp32's by 3e-3 to 6e-3). Two GRU layers of the tutorial's size (500, batches of 64,
+    6 steps) take 40-45 ms forward and backward so, against 73-89 ms in fp32 (benchmarks/gru_autocast.py),
     and their products are most of it: a GRU layer written in C++ to fuse each step's gates and to
-    take the weight gradients as one product over all steps (a prototype, not kept) took 46 ms."""
+    take the weight gradients as one product over all steps (a prototype, not kept) took 46 ms where
+    this took 40 in the same run."""
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled)
 
 
