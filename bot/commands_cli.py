@@ -56,6 +56,8 @@ def reply(args: argparse.Namespace, settings: Settings) -> int:
 def train(args: argparse.Namespace, settings: Settings) -> int:
     model_config, train_config = train_configs(args, settings.torch_threads)
     pairs = load_pairs(args.data)
+    if not pairs:  # said before the progress bar starts, and naming the files
+        raise ValueError(f"{', '.join(map(str, args.data))}: no pairs to train on")
     if args.valid:
         train_pairs, valid_pairs = pairs, load_pairs(args.valid)
     else:

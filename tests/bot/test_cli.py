@@ -79,8 +79,10 @@ def test_chat_reads_stdin(trained_dir: Path) -> None:
     (["reply", "--model", "x", "--neighbour-share", "half"], "argument --neighbour-share: invalid float value"),
     (["reply", "--model", "x", "--max-length", "-5"], "max_length must be at least 1, not -5"),
     (["chat", "--model", "x", "--top-p", "2"], "top_p must be at most 1, not 2.0"),
+    (["train", "--data", "header_only.tsv", "--out", "x"], "header_only.tsv: no pairs to train on"),
 ])
 def test_errors_are_one_line_without_traceback(args: list[str], message: str, tmp_path: Path) -> None:
+    (tmp_path / "header_only.tsv").write_text("prompt\treply\n")
     result = chatbot(*args, cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
