@@ -84,12 +84,18 @@ def _opt(opted_out: bool, answer: str) -> Callable[[CommandContext], Awaitable[s
     return run
 
 
+def _count(number: int, one: str, many: str | None = None) -> str:
+    """'1 person', '2 people', '0 messages'."""
+    return f"{number} {one if number == 1 else many or one + 's'}"
+
+
 async def _stats(ctx: CommandContext) -> str:
     def count() -> str:
         with ctx.database.reads.begin() as session:
             stats = chat_stats(session, chat_id=ctx.chat_row_id)
-        return (f"This chat: {stats.messages} messages from {stats.people} people, {stats.replies} "
-                f"of them my replies. Everywhere: {stats.all_messages} messages in {stats.all_chats} chats.")
+        return (f"This chat: {_count(stats.messages, 'message')} from {_count(stats.people, 'person', 'people')}, "
+                f"{stats.replies} of them my replies. Everywhere: {_count(stats.all_messages, 'message')} in "
+                f"{_count(stats.all_chats, 'chat')}.")
 
     return await asyncio.to_thread(count)
 

@@ -147,6 +147,8 @@ async def test_model_says_how_it_was_trained(service: ChatService) -> None:
 async def test_admin_commands_follow_one_permission_model(service: ChatService) -> None:
     assert "only admins" in await text_of(service, group("/stats", user="member"))
     assert "This chat:" in await text_of(service, group("/stats", user=ADMIN))
+    alone = await text_of(service, private("/stats", user=ADMIN))  # a chat with only this message in it
+    assert alone.startswith("This chat: 1 message from 1 person, 0 of them my replies."), alone
     assert "This chat:" in await text_of(service, group("/stats", user="anon", sender_is_chat=True))
 
     async def chat_admins(message: IncomingMessage) -> bool:
