@@ -14,7 +14,7 @@ from core_model.corpora import load_pairs
 from core_model.metrics import reply_quality
 from core_model.numerics import use_bf16
 from core_model.replies import reply_texts
-from core_model.serving import packed_for_serving
+from core_model.serving import packed_for_serving, served_memory
 from core_model.training import evaluate
 
 BATCH = 64
@@ -23,8 +23,7 @@ LATENCY_SAMPLE = 50
 
 def evaluate_model(model_dir: Path, data: Path, decode: DecodeConfig, limit: int | None = None) -> dict[str, Any]:
     loaded = checkpoint.load(model_dir)
-    model, tokenizer = loaded.model, loaded.tokenizer
-    memory = loaded.memory.indexed(tokenizer.encode) if loaded.memory is not None else None  # as served
+    model, tokenizer, memory = loaded.model, loaded.tokenizer, served_memory(loaded)
     serving = packed_for_serving(model)  # replies and latency as the bot produces them
     pairs = load_pairs([data])[:limit]
     if not pairs:

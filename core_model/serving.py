@@ -21,6 +21,7 @@ from torch import nn
 from core_model import checkpoint
 from core_model.checkpoint import LoadedModel
 from core_model.model import Seq2Seq
+from core_model.reply_memory import ReplyMemory
 
 
 def packed_for_serving(model: Seq2Seq, *, in_place: bool = False) -> Seq2Seq:
@@ -44,8 +45,12 @@ def load_for_serving(path: Path | str) -> LoadedModel:
     """A model folder loaded (errors name the bad file) and packed for decoding, its memory's index
     built and its replies tokenised (here, not at the first reply)."""
     loaded = checkpoint.load(path)
-    memory = loaded.memory.indexed(loaded.tokenizer.encode) if loaded.memory is not None else None
-    return replace(loaded, model=packed_for_serving(loaded.model, in_place=True), memory=memory)
+    return replace(loaded, model=packed_for_serving(loaded.model, in_place=True), memory=served_memory(loaded))
+
+
+def served_memory(loaded: LoadedModel) -> ReplyMemory | None:
+    """The model folder's memory as decoding uses it: indexed, its replies tokenised."""
+    return loaded.memory.indexed(loaded.tokenizer.encode) if loaded.memory is not None else None
 
 
 def keep_collector_off_live_objects() -> None:
