@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from core_model.config import ModelConfig
+from core_model.dropout import Dropout
 from core_model.spelling import NO_UNIT, UNITS_PER_TOKEN
 from core_model.tokenizer import PAD_ID
 
@@ -93,7 +94,7 @@ class Seq2Seq(nn.Module):
                                  torch.zeros(config.vocab_size, UNITS_PER_TOKEN, dtype=torch.long))
             self.spelling_embedding = nn.EmbeddingBag(config.prompt_spelling, E, mode="mean",
                                                        padding_idx=NO_UNIT)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         # Each direction gets half the size so that their concatenation is H (OpenNMT's "brnn").
         self.encoder = _rnn(config, E, H // 2, bidirectional=True)
         self.decoder = _rnn(config, E, H, bidirectional=False)
