@@ -58,12 +58,14 @@ def train(args: argparse.Namespace, settings: Settings) -> int:
     pairs = load_pairs(args.data)
     if not pairs:  # said before the progress bar starts, and naming the files
         raise ValueError(f"{', '.join(map(str, args.data))}: no pairs to train on")
+    # A --valid file measures the model, so its pairs stay out of the memory; a share split off
+    # the data only chooses the epoch, and the memory keeps it (see fit).
     if args.valid:
         train_pairs, valid_pairs = pairs, load_pairs(args.valid)
     else:
         train_pairs, valid_pairs = split_validation(pairs)
     result = fit(train_pairs, valid_pairs, model_config, train_config, args.out,
-                 progress_callbacks(), resume=args.resume)
+                 progress_callbacks(), resume=args.resume, memory_pairs=pairs)
     metrics = {"out": str(result.out), **result.metrics()}
     if args.json:
         emit_json(metrics)

@@ -53,8 +53,14 @@ def fit(
     out: Path,
     callbacks: Callbacks = NO_CALLBACKS,
     resume: bool = False,
+    memory_pairs: Sequence[Pair] | None = None,
 ) -> FitResult:
-    """Train from scratch (or resume from out/), saving the best weights to out/ after every epoch."""
+    """Train from scratch (or resume from out/), saving the best weights to out/ after every epoch.
+
+    memory_pairs: the pairs the model folder's memory offers replies from (the training pairs
+    unless given). Validation pairs split off the training data choose the epoch, and are then as
+    much the bot's to answer from as the rest: the memory takes them all (a prompt of the bundled
+    small talk that fell to the validation share was otherwise answered by some other pair)."""
     out = Path(out)
     state: TrainState | None = None
     if resume and (out / checkpoint.TRAIN_STATE).exists():
@@ -66,7 +72,8 @@ def fit(
                  for text in (prompt_text(p.prompt, model_config), p.reply, prompt_text(p.context, model_config)))
         tokenizer = Tokenizer.train(texts, vocab_size=model_config.vocab_size)
         model = new_model(model_config, tokenizer)
-    return _train_into(out, model, tokenizer, train_pairs, valid_pairs, train_config, callbacks, state)
+    return _train_into(out, model, tokenizer, train_pairs, valid_pairs, train_config, callbacks, state,
+                       train_pairs if memory_pairs is None else memory_pairs)
 
 
 def new_model(config: ModelConfig, tokenizer: Tokenizer) -> Seq2Seq:
@@ -89,7 +96,7 @@ def fine_tune(base: Path, train_pairs: Sequence[Pair], valid_pairs: Sequence[Pai
     conversation logs as they are now, so what a person had erased (/forget) is not carried over."""
     loaded = checkpoint.load(base)
     return _train_into(Path(out), loaded.model, loaded.tokenizer, train_pairs, valid_pairs, train_config,
-                       callbacks, None)
+                       callbacks, None, train_pairs)
 
 
 def bits_per_char(model_dir: Path, pairs: Sequence[Pair], batch_size: int = 64) -> float:
@@ -124,11 +131,11 @@ def _reply_scorer(tokenizer: Tokenizer, config: ModelConfig,
 
 def _train_into(out: Path, model: Seq2Seq, tokenizer: Tokenizer, train_pairs: Sequence[Pair],
                 valid_pairs: Sequence[Pair], train_config: TrainConfig, callbacks: Callbacks,
-                state: TrainState | None) -> FitResult:
+                state: TrainState | None, memory_pairs: Sequence[Pair]) -> FitResult:
     config = model.config
     train_examples = encode_pairs(train_pairs, tokenizer, config)
     valid_examples = encode_pairs(valid_pairs, tokenizer, config)
-    memory = ReplyMemory([p.prompt for p in train_pairs], [p.reply for p in train_pairs])  # saved with the model
+    memory = ReplyMemory([p.prompt for p in memory_pairs], [p.reply for p in memory_pairs])  # saved with the model
 
     def save_best(best: Seq2Seq, progress: TrainState) -> None:
         checkpoint.save(out, best, tokenizer, {"train_pairs": len(train_examples), "epoch": progress.epoch,

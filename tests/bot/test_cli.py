@@ -126,6 +126,17 @@ def test_run_brings_the_database_up_to_date(trained_dir: Path, tmp_path: Path) -
     assert "revision: 0001 (newest: 0001)" in current.stdout
 
 
+def test_the_memory_keeps_a_split_off_validation_share_but_not_a_valid_file(trained_dir: Path) -> None:
+    split = json.loads((trained_dir / "model" / "memory.json").read_text(encoding="utf-8"))
+    assert len(split["prompts"]) == len(CORPUS.splitlines()) - 1  # all 30 pairs
+    (trained_dir / "valid.tsv").write_text("prompt\treply\nunseen prompt\tunseen reply\n", encoding="utf-8")
+    result = chatbot("train", "--data", str(trained_dir / "train.tsv"), "--valid", str(trained_dir / "valid.tsv"),
+                     "--preset", "tiny", "--max-steps", "2", "--out", str(trained_dir / "measured"))
+    assert result.returncode == 0, result.stderr
+    measured = json.loads((trained_dir / "measured" / "memory.json").read_text(encoding="utf-8"))
+    assert len(measured["prompts"]) == 30 and "unseen prompt" not in measured["prompts"]
+
+
 def test_first_run_trains_the_default_model_on_the_bundled_corpus_then_chats(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text(f"DATA_DIR={tmp_path / 'var'}\nDEFAULT_TRAIN_SECONDS=4\n")
     first = chatbot("run", stdin="hello\n안녕하세요\n", cwd=tmp_path)
@@ -134,6 +145,10 @@ def test_first_run_trains_the_default_model_on_the_bundled_corpus_then_chats(tmp
     model = tmp_path / "var" / "models" / "default"
     metrics = json.loads((model / "metrics.json").read_text())
     assert metrics["train_pairs"] > 1000 and metrics["steps"] > 0  # the whole bundled corpus, both languages
+    memory = json.loads((model / "memory.json").read_text(encoding="utf-8"))
+    # every bundled pair, the share held out to choose the epoch included
+    assert len(memory["prompts"]) == metrics["train_pairs"] + metrics["valid_pairs"]
+    assert "넌 누구야?" in memory["prompts"] and "What time is it?" in memory["prompts"]
     assert "Traceback" not in first.stderr
     assert len(first.stdout.splitlines()) == 2 and all(line.strip() for line in first.stdout.splitlines())
     again = chatbot("run", stdin="hello\n", cwd=tmp_path)  # the model is there now: no training

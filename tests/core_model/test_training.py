@@ -78,6 +78,18 @@ def test_fitted_models_remember_their_training_pairs(tmp_path: Path, tiny_train_
     assert tuned.nearest(PAIRS[6].prompt, 1)[0].reply == PAIRS[6].reply
 
 
+def test_fit_can_remember_more_pairs_than_it_trains_on(tmp_path: Path, tiny_train_config: TrainConfig) -> None:
+    from core_model import checkpoint
+    from core_model.pipeline import fit
+
+    fitted = fit(PAIRS[:5], PAIRS[5:], TINY_MODEL, replace(tiny_train_config, max_steps=2), tmp_path / "m",
+                 memory_pairs=PAIRS)
+    memory = checkpoint.load(tmp_path / "m").memory
+    assert fitted.train_pairs == 5
+    assert memory is not None and memory.prompts == [p.prompt for p in PAIRS]
+    assert memory.nearest(PAIRS[6].prompt, 1)[0].reply == PAIRS[6].reply  # a validation pair
+
+
 def test_source_token_dropout_hides_prompt_tokens_from_training_only(tokenizer: Tokenizer,
                                                                      tiny_train_config: TrainConfig) -> None:
     model = _model(tokenizer)
