@@ -31,7 +31,6 @@ class Hypothesis(NamedTuple):
 
     score: float  # the search's: length-normalised log-probability (of the guided mixture if guided)
     ids: list[int]  # without <go> or <eos>
-    log_prob: float  # the model's own log-probability of the reply and its <eos> (none if cut at max_length)
 
 
 @dataclass(frozen=True)
@@ -232,7 +231,6 @@ def _beam(model: Seq2Seq, memory: Memory, state: State, src: Tensor, guides: Gui
     width = 1
     prompts = src  # [B*width, S]: row r follows prompt alive[r // width]
     scores = torch.zeros((B, 1))  # [A, width] the search's log-probabilities
-    own = torch.zeros((B, 1))  # [A, width] the model's (they differ when guided)
     tokens = torch.full((B,), GO_ID, dtype=torch.long)
     generated = torch.empty((B, 0), dtype=torch.long)
     hypotheses: list[list[Hypothesis]] = [[] for _ in range(B)]
@@ -243,8 +241,6 @@ def _beam(model: Seq2Seq, memory: Memory, state: State, src: Tensor, guides: Gui
         # Normalised before the constraints, so a blocked token's probability is dropped, not shared out.
         log_probs = logits.float()
         log_probs -= logsumexp_rows(log_probs)  # [A*width, V]
-        # Unguided, the constraints apply to log_probs in place: a blocked token is never chosen, so
-        # the model's log-probabilities of the chosen tokens stay the same.
         step_scores = log_probs if guides is None else guides.mix(log_probs, config.neighbour_share)
         _constrain(step_scores, generated, prompts, config)
         # The best 2K continuations of the beams are among each beam's own best 2K.
@@ -252,26 +248,24 @@ def _beam(model: Seq2Seq, memory: Memory, state: State, src: Tensor, guides: Gui
         candidates = (scores.view(-1, 1) + best).view(A, width * 2 * K)
         top_scores, top_positions = candidates.topk(2 * K, dim=-1)  # [A, 2K]
         top_tokens = best_tokens.view(A, width * 2 * K).gather(1, top_positions)
-        top_own = (own.view(-1, 1) + log_probs.gather(1, best_tokens)).view(A, width * 2 * K).gather(1, top_positions)
         penalty = _length_penalty(step + 1, config.length_penalty)
         next_scores = [[NEG_INF] * K for _ in range(A)]
-        next_own = [[NEG_INF] * K for _ in range(A)]
         next_beams = [[0] * K for _ in range(A)]
         next_tokens = [[PAD_ID] * K for _ in range(A)]
         history = generated.tolist()
         over = set()
-        for a, (row_scores, row_own, row_positions, row_tokens) in enumerate(zip(
-                top_scores.tolist(), top_own.tolist(), top_positions.tolist(), top_tokens.tolist(), strict=True)):
+        for a, (row_scores, row_positions, row_tokens) in enumerate(zip(
+                top_scores.tolist(), top_positions.tolist(), top_tokens.tolist(), strict=True)):
             found = hypotheses[alive[a]]
             kept = 0
-            for score, own_score, position, token in zip(row_scores, row_own, row_positions, row_tokens, strict=True):
+            for score, position, token in zip(row_scores, row_positions, row_tokens, strict=True):
                 if score == NEG_INF or kept == K:
                     break
                 beam = position // (2 * K)
                 if token == EOS_ID:
-                    found.append(Hypothesis(score / penalty, history[a * width + beam], own_score))
+                    found.append(Hypothesis(score / penalty, history[a * width + beam]))
                 else:
-                    next_scores[a][kept], next_own[a][kept] = score, own_score
+                    next_scores[a][kept] = score
                     next_beams[a][kept], next_tokens[a][kept] = beam, token
                     kept += 1
             if len(found) >= K or kept == 0:
@@ -282,7 +276,6 @@ def _beam(model: Seq2Seq, memory: Memory, state: State, src: Tensor, guides: Gui
             return
         reorder = (torch.arange(A).unsqueeze(1) * width + torch.tensor(next_beams)).view(-1)  # [A*K]
         tokens, scores = torch.tensor(next_tokens).view(-1), torch.tensor(next_scores)  # [A*K], [A, K]
-        own = torch.tensor(next_own)  # [A, K]
         generated = torch.cat([generated[reorder], tokens.view(-1, 1)], dim=1)  # [A*K, t+1]
         state = _select_rows(state, reorder)
         guides = guides.select(reorder).advance(tokens) if guides is not None else None
@@ -293,13 +286,13 @@ def _beam(model: Seq2Seq, memory: Memory, state: State, src: Tensor, guides: Gui
             rows = (keep.unsqueeze(1) * K + torch.arange(K)).view(-1)
             alive = [alive[a] for a in keep.tolist()]
             generated, tokens, prompts, scores = generated[rows], tokens[rows], prompts[rows], scores[keep]
-            own, memory, state = own[keep], memory.select(rows), _select_rows(state, rows)
+            memory, state = memory.select(rows), _select_rows(state, rows)
             guides = guides.select(rows) if guides is not None else None
     else:
         penalty = _length_penalty(max_length, config.length_penalty)
         history = generated.tolist()
-        for a, (b, row_scores, row_own) in enumerate(zip(alive, scores.tolist(), own.tolist(), strict=True)):
-            hypotheses[b] += [Hypothesis(s / penalty, history[a * width + k], row_own[k])
+        for a, (b, row_scores) in enumerate(zip(alive, scores.tolist(), strict=True)):
+            hypotheses[b] += [Hypothesis(s / penalty, history[a * width + k])
                               for k, s in enumerate(row_scores) if s > NEG_INF]
         yield [(b, _best_first(hypotheses[b])) for b in alive]
 

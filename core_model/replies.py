@@ -71,8 +71,13 @@ def _closest_to_neighbours(model: Seq2Seq, tokenizer: Tokenizer, sources: Sequen
             for hypothesis in hypotheses + greedy[index]:
                 found.setdefault(tokenizer.decode(hypothesis.ids), hypothesis)
             texts = list(found)
-            per_token = [h.log_prob / (len(h.ids) + 1) for h in found.values()]
-            chosen.append((index, texts[closest_to_neighbours(texts, per_token, neighbours[index])] if texts else ""))
+            # Each candidate's score in the search that found it (the guided mixture's log-probability,
+            # length-normalised), not the model's own: a guided reply follows a neighbour's reply where
+            # the model alone found it improbable, and any free continuation the model wrote after it
+            # raised the model's own mean log-probability per token ("See you!" became "See you! Teots
+            # youe" with the default model).
+            scores = [h.score for h in found.values()]
+            chosen.append((index, texts[closest_to_neighbours(texts, scores, neighbours[index])] if texts else ""))
         yield chosen
 
 

@@ -8,7 +8,8 @@ used as the agreement measure). The measure here is chrF's (character n-grams up
 ignored, recall weighted by beta 2).
 
 Neighbours. The candidate that agrees most with the replies the nearest training prompts got
-(core_model/reply_memory.py), traded against the model's own log-probability per token. A prompt
+(core_model/reply_memory.py), traded against the candidate's score in its search (the
+length-normalised log-probability under the guided mixture, core_model/guidance.py). A prompt
 worded unlike any the model was trained on often gets a fluent reply that fits another prompt; the
 replies of the prompts closest in characters tell which candidate fits this one. The same replies
 guide the decoding that makes the candidates (core_model/guidance.py). Held-out Korean pairs (600
@@ -18,6 +19,13 @@ and greedy's reply guided and reranked so, where the retrieval of the nearest pr
 valid.tsv); among the replies of the 20 nearest prompts, 48.6, so a sharper judge of which
 neighbour fits is what would help most: the model's own log-probability is a poor one (23.5 when
 it alone chooses among the candidates, 21.8 when the neighbours' replies are candidates too).
+The model's own log-probability per token was traded against the agreement before the search's
+score. It rewarded any free continuation written after a neighbour's reply, since the model
+found the guided words improbable and its own words probable: 590 of the 6,338 replies to
+ccc_chitchat's validation prompts were a neighbour's reply with more words after it (1 with the
+search's score), and the default model answered "See you! Teots youe". With the search's score,
+chrF went from 28.59 to 28.54 on Korean valid.tsv and from 11.16 to 10.11 on ccc_chitchat's (its
+replies 61 characters long on average, against 70; chrF weighs recall twice as much as precision).
 """
 
 from __future__ import annotations
@@ -64,7 +72,8 @@ def consensus(texts: Sequence[str], log_probs: Sequence[float]) -> int:
 
 
 # How many neighbours count, and how sharply the nearer ones outweigh the others: each counts with
-# its similarity ** 16. The weight of agreement (0..1) against the log-probability per token.
+# its similarity ** 16. The weight of agreement (0..1) against the search's score (tuned when that
+# was the model's own log-probability per token, of a similar scale).
 # Held-out Korean chrF (600 pairs kept out of train.tsv, benchmarks/tune_neighbours.py), with
 # BM25 similarities: 28.2 so; 27.4 with the settings tuned for cosine similarities (** 4,
 # weight 4), 27.5-28.1 for the other powers (4-32) and weights (4-16); neighbour shares of 0.7 and
@@ -81,8 +90,8 @@ def neighbour_weights(neighbours: Sequence[Neighbour]) -> list[float]:
     return [weight / total for weight in weights] if total > 0 else [0.0] * len(weights)
 
 
-def closest_to_neighbours(texts: Sequence[str], log_probs: Sequence[float], neighbours: Sequence[Neighbour]) -> int:
-    """Index of the candidate with the best log_probs (per token) plus AGREEMENT_WEIGHT times its
+def closest_to_neighbours(texts: Sequence[str], scores: Sequence[float], neighbours: Sequence[Neighbour]) -> int:
+    """Index of the candidate with the best score (its search's) plus AGREEMENT_WEIGHT times its
     mean agreement with the neighbours' replies (see neighbour_weights)."""
     nearest = neighbours[:NEIGHBOURS]
     weighted = [(char_ngrams(n.reply), weight) for n, weight in zip(nearest, neighbour_weights(nearest), strict=True)]
@@ -92,7 +101,7 @@ def closest_to_neighbours(texts: Sequence[str], log_probs: Sequence[float], neig
     def score(i: int) -> float:
         grams = char_ngrams(texts[i])
         fit = sum(agreement(grams, reply) * weight for reply, weight in weighted)
-        return log_probs[i] + AGREEMENT_WEIGHT * fit
+        return scores[i] + AGREEMENT_WEIGHT * fit
 
     return max(range(len(texts)), key=score)
 

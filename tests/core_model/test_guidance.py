@@ -1,3 +1,4 @@
+import math
 from dataclasses import replace
 
 import pytest
@@ -95,27 +96,36 @@ def test_guided_batched_decode_equals_one_by_one(trained: Seq2Seq, tokenizer: To
     assert together == [generate(trained, [s], config, [g])[0] for s, g in zip(sources, guides, strict=True)]
 
 
-def test_hypotheses_carry_the_models_own_log_probability(tokenizer: Tokenizer) -> None:
+def test_hypothesis_scores_are_the_guided_mixtures_log_probability_length_normalised(tokenizer: Tokenizer) -> None:
     model = _untrained(tokenizer)
     sources = [tokenizer.encode(p.prompt) for p in PAIRS[:3]]
-    guides = [guide(tokenizer, [Neighbour(1.0, p.prompt, p.reply)]) for p in PAIRS[:3]]
+    guided_by = [tokenizer.encode(p.reply) + [EOS_ID] for p in PAIRS[:3]]
+    guides = [[(ids, 1.0)] for ids in guided_by]
     kinds = set()
-    for config in (replace(BEAM, neighbour_share=0.0, max_length=8), replace(BEAM, neighbour_share=0.9, max_length=8)):
-        for source, hypotheses in zip(sources, candidates(model, sources, config, guides), strict=True):
+    for share in (0.0, 0.9):
+        config = replace(BEAM, neighbour_share=share, max_length=8)
+        for source, follow, hypotheses in zip(sources, guided_by, candidates(model, sources, config, guides),
+                                              strict=True):
             for h in hypotheses:
                 ended = len(h.ids) < config.max_length  # else cut, without an <eos>
-                assert h.log_prob == pytest.approx(_teacher_forced(model, source, h.ids, ended), abs=1e-4)
-                kinds.add(ended)
-    assert kinds == {True, False}
+                targets = h.ids + [EOS_ID] if ended else h.ids
+                expected = _mixture_log_prob(model, source, targets, follow, share)
+                assert h.score == pytest.approx(expected / ((5 + len(targets)) / 6) ** config.length_penalty, abs=1e-4)
+                kinds.add((share, ended))
+    assert {(0.0, False), (0.9, True), (0.9, False)} <= kinds  # unguided and guided, ended and cut
 
 
-def _teacher_forced(model: Seq2Seq, source: list[int], reply: list[int], ended: bool) -> float:
-    """The model's log-probability of reply, followed by <eos> if it ended (rather than being cut)."""
+def _mixture_log_prob(model: Seq2Seq, source: list[int], targets: list[int], follow: list[int], share: float) -> float:
+    """The log-probability of targets when each step mixes the model's distribution with a pull of
+    weight share towards the next token of `follow`, as long as the targets so far are its beginning."""
     with torch.no_grad():
-        logits, _ = model(torch.tensor([source]), torch.tensor([len(source)]), torch.tensor([[GO_ID] + reply]))
-    log_probs = logits[0].float().log_softmax(dim=-1)
-    targets = reply + [EOS_ID] if ended else reply
-    return float(log_probs[: len(targets)].gather(1, torch.tensor([targets]).T).sum())
+        logits, _ = model(torch.tensor([source]), torch.tensor([len(source)]), torch.tensor([[GO_ID] + targets[:-1]]))
+    probs = logits[0].float().softmax(dim=-1)
+    total, following = 0.0, True
+    for step, token in enumerate(targets):
+        following = following and step < len(follow) and follow[step] == token
+        total += math.log((1 - share) * float(probs[step, token]) + share * following)
+    return total
 
 
 REWORDED = ["hello there!", "how are you doing", "what's your name?", "안녕하세요~", "배고파요", "오늘 날씨는 어때?",
