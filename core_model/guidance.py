@@ -5,8 +5,10 @@ prompt. The replies that the training prompts nearest in characters got (core_mo
 tell which replies fit this one. At each step, the decoder's next-token distribution is mixed with
 the distribution of the tokens that continue those replies from the reply so far:
 
-    p(token) = (1 - share) * p_model(token) + share * sum of w_k over the replies k that the reply
-               so far begins, and that token continues (<eos> where reply k ends there),
+    p(token) = (1 - share) * p_model(token) + share * p_guide(token), where
+    p_guide(token) = (sum of w_k over the replies k that the reply so far begins and that token
+                      continues, <eos> where reply k ends there) / (sum of w_k over the replies k
+                      that the reply so far begins),
 
 w_k being reply k's weight (its prompt's similarity ** 16, normalised over the neighbours, as the
 reranking weighs them).
@@ -14,6 +16,12 @@ This is kNN-LM's interpolation (Khandelwal et al. 2020) with whole replies as th
 decoder still writes every token, and where no neighbour reply continues the reply so far, the
 model's own distribution decides alone. A far-fetched neighbour has little pull, since it needs the
 model's probability to be chosen over a continuation the model prefers.
+
+p_guide is the next token's distribution given the reply so far: the replies it has left no longer
+count. Without that division, a reply that had left all neighbours but one kept only that one's
+weight of the share. With three equally near neighbours (21 bundled prompts read "심심해"), a third
+of the share could not outweigh the model's wish to stop, and the default model answered "심심해"
+with a neighbour's joke cut mid-word: "입을 벌리고 모든 의혹을 없애는 것보다 침묵하".
 """
 
 from __future__ import annotations
@@ -82,8 +90,10 @@ class GuideRows:
         if not self.active:
             return mixed
         next_tokens = self.replies[:, :, self.step]  # [R, K]
-        # Two neighbour replies may continue with the same token: each of those K gets their sum.
+        # Two neighbour replies may continue with the same token: each of those K gets their sum,
+        # over the sum of the replies still followed (a row following none gets no pull).
         same = next_tokens.unsqueeze(2) == next_tokens.unsqueeze(1)  # [R, K, K]
-        pull = (same * self.pulls.unsqueeze(1)).sum(dim=-1)  # [R, K]
+        followed = self.pulls.sum(dim=-1, keepdim=True)  # [R, 1]
+        pull = (same * self.pulls.unsqueeze(1)).sum(dim=-1) / followed.clamp_min(1e-30)  # [R, K]
         own = log_probs.gather(1, next_tokens)  # [R, K]
         return mixed.scatter_(1, next_tokens, torch.logaddexp(own + keep, (share * pull).log()))

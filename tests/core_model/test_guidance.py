@@ -32,8 +32,20 @@ def test_mix_pulls_towards_the_replies_the_reply_so_far_begins() -> None:
     after_5 = rows.advance(torch.tensor([5])).mix(uniform, 0.5).exp()[0]
     assert after_5[6] == pytest.approx(0.5 / V + 0.5 * 0.75) and after_5[7] == pytest.approx(0.5 / V + 0.5 * 0.25)
     assert after_5.sum() == pytest.approx(1.0)
+    # the reply has left the second neighbour's: the share is the first's alone
     ending = rows.advance(torch.tensor([5])).advance(torch.tensor([6])).mix(uniform, 0.5).exp()[0]
-    assert ending[EOS_ID] == pytest.approx(0.5 / V + 0.5 * 0.75)
+    assert ending[EOS_ID] == pytest.approx(0.5 / V + 0.5) and ending.sum() == pytest.approx(1.0)
+
+
+def test_the_last_neighbour_followed_outweighs_a_model_that_wants_to_stop() -> None:
+    # Three neighbours of similar weight; the model gives <eos> half its probability at every step.
+    log_probs = torch.full((1, V), 0.5 / (V - 1)).index_fill_(1, torch.tensor([EOS_ID]), 0.5).log()
+    rows = _rows(([5, 6, 7, EOS_ID], 0.4), ([5, 8, EOS_ID], 0.35), ([9, EOS_ID], 0.25))
+    reply = []
+    while not reply or reply[-1] != EOS_ID:
+        reply.append(int(rows.mix(log_probs.clone(), 0.5).argmax()))
+        rows = rows.advance(torch.tensor(reply[-1:]))
+    assert reply == [5, 6, 7, EOS_ID]  # the whole reply, not one cut short
 
 
 def test_mix_leaves_the_model_alone_once_the_reply_departs_from_every_neighbour() -> None:
