@@ -17,7 +17,7 @@ from core_model.tokenizer import EOS_ID, GO_ID, PAD_ID, SEP_ID, Tokenizer
 @dataclass(frozen=True, slots=True)
 class Example:
     source: list[int]  # context <sep> prompt, truncated to its last max_source_tokens
-    target: list[int]  # reply ids followed by <eos>
+    target: list[int]  # reply ids followed by <eos> (none after a reply cut to max_target_tokens)
     reply_chars: int  # characters of the reply the target encodes (for chars/s and bits/char)
 
 
@@ -49,14 +49,16 @@ def encode_pairs(pairs: Sequence[Pair], tokenizer: Tokenizer, config: ModelConfi
     prompts = tokenizer.encode_batch([prompt_text(p.prompt, config) for p in pairs])
     replies = tokenizer.encode_batch([p.reply for p in pairs])
     contexts = tokenizer.encode_batch([prompt_text(p.context, config) for p in pairs])
-    keep = config.max_target_tokens - 1
+    limit = config.max_target_tokens
     examples = []
     for pair, prompt, reply, context in zip(pairs, prompts, replies, contexts, strict=True):
         if not prompt or not reply:
             continue
         source = (context + [SEP_ID] + prompt if context else prompt)[-config.max_source_tokens :]
-        chars = len(pair.reply) if len(reply) <= keep else len(tokenizer.decode(reply[:keep]))
-        examples.append(Example(source, reply[:keep] + [EOS_ID], chars))
+        if len(reply) < limit:
+            examples.append(Example(source, reply + [EOS_ID], len(pair.reply)))
+        else:  # cut to fit, without an <eos>: the model must not learn to stop where a reply was cut
+            examples.append(Example(source, reply[:limit], len(tokenizer.decode(reply[:limit]))))
     return examples
 
 

@@ -21,6 +21,16 @@ def test_training_examples_lowercase_the_prompt_and_keep_the_replys_case(tokeniz
     assert example.target == [*tokenizer.encode("Hi! How Are You?"), EOS_ID]
 
 
+def test_a_reply_cut_to_fit_does_not_end_in_eos(tokenizer: Tokenizer) -> None:
+    long_reply = "hello there " * 40
+    fitting = tokenizer.decode(tokenizer.encode(long_reply)[: TINY_MODEL.max_target_tokens - 1])
+    cut, whole = encode_pairs([Pair("hi", long_reply), Pair("hi", fitting)], tokenizer, TINY_MODEL)
+    assert cut.target == tokenizer.encode(long_reply)[: TINY_MODEL.max_target_tokens]
+    assert cut.reply_chars == len(tokenizer.decode(cut.target))
+    assert whole.target == [*tokenizer.encode(fitting), EOS_ID] and len(whole.target) == TINY_MODEL.max_target_tokens
+    assert whole.reply_chars == len(fitting)
+
+
 def test_long_sources_keep_their_last_tokens(tokenizer: Tokenizer) -> None:
     ids = source_ids(tokenizer, "hello there " * 40, "", TINY_MODEL)
     assert len(ids) == TINY_MODEL.max_source_tokens
