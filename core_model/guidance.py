@@ -21,7 +21,10 @@ p_guide is the next token's distribution given the reply so far: the replies it 
 count. Without that division, a reply that had left all neighbours but one kept only that one's
 weight of the share. With three equally near neighbours (21 bundled prompts read "심심해"), a third
 of the share could not outweigh the model's wish to stop, and the default model answered "심심해"
-with a neighbour's joke cut mid-word: "입을 벌리고 모든 의혹을 없애는 것보다 침묵하".
+with a neighbour's joke cut mid-word: "입을 벌리고 모든 의혹을 없애는 것보다 침묵하". Measured on one
+model each: ccc_chitchat's valid.tsv chrF 11.65 against 9.76 (a neighbour's reply cut short: 769
+replies against 1,540); Korean 28.02 against 28.16 on valid.tsv and 28.24 against 28.17 on 600
+held-out training pairs, within what two models differ by.
 """
 
 from __future__ import annotations
