@@ -118,7 +118,10 @@ class DecodeConfig:
     beam_width: int = 5
     length_penalty: float = 1.0  # GNMT alpha: 0 favours short replies, larger favours longer
     min_length: int = 1
-    max_length: int = 40
+    # As long as the default models were trained to write (max_target_tokens): at 40, ccc_chitchat
+    # replies were cut mid-sentence, and chrF was 11.60 against 11.77 at 48 (Korean is unchanged,
+    # its replies being shorter). Decoding never runs past the model's max_target_tokens.
+    max_length: int = 48
     no_repeat_ngram: int = 3  # 0 disables blocking of repeated n-grams within a reply
     block_prompt_ngram: int = 0  # n-grams of the prompt the reply may not copy; 0 disables
     # Beam search's choice among its n-best (core_model/reranking.py). "neighbours" needs the model
