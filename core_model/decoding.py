@@ -170,7 +170,7 @@ def _step_by_step(model: Seq2Seq, memory: Memory, state: State, src: Tensor, gui
         logits, state = model.decode_step(tokens, state, memory)  # [R, V]
         logits = logits.float()
         # The mixture's log-probabilities serve as its logits. Once no reply follows a neighbour's,
-        # the mixture only shifts each row by a constant, which neither argmax nor sampling sees.
+        # the mixture is the model's distribution, which its logits give as they are.
         if guides is not None and guides.active:
             logits = guides.mix(torch.log_softmax(logits, dim=-1), config.neighbour_share)
         _constrain(logits, generated, src, config)

@@ -5,7 +5,8 @@ prompt. The replies that the training prompts nearest in characters got (core_mo
 tell which replies fit this one. At each step, the decoder's next-token distribution is mixed with
 the distribution of the tokens that continue those replies from the reply so far:
 
-    p(token) = (1 - share) * p_model(token) + share * p_guide(token), where
+    p(token) = (1 - share) * p_model(token) + share * p_guide(token)
+        while the reply so far begins at least one of those replies, p_model(token) after, where
     p_guide(token) = (sum of w_k over the replies k that the reply so far begins and that token
                       continues, <eos> where reply k ends there) / (sum of w_k over the replies k
                       that the reply so far begins),
@@ -25,6 +26,11 @@ with a neighbour's joke cut mid-word: "입을 벌리고 모든 의혹을 없애�
 model each: ccc_chitchat's valid.tsv chrF 11.65 against 9.76 (a neighbour's reply cut short: 769
 replies against 1,540); Korean 28.02 against 28.16 on valid.tsv and 28.24 against 28.17 on 600
 held-out training pairs, within what two models differ by.
+
+Likewise, a reply that has left every neighbour's is scored by the model's distribution alone, not
+by (1 - share) times it, so that beam search's scores stay log-probabilities of the replies (this
+changed chrF by 0.05 at most: 12.04 against 11.99 on 1,200 ccc_chitchat pairs, 28.26 against 28.24
+on the held-out Korean pairs).
 """
 
 from __future__ import annotations
@@ -85,18 +91,20 @@ class GuideRows:
         return replace(self, pulls=pulls, step=step, active=step < self.replies.size(2) and bool(pulls.any()))
 
     def mix(self, log_probs: Tensor, share: float) -> Tensor:
-        """log_probs [R, V] of the model's next token -> those of the mixture."""
-        # Only the K tokens that continue a neighbour reply get more than (1 - share) * p: the rest
-        # of the row is shifted by log(1 - share), and those K are computed apart.
-        keep = math.log1p(-share)
-        mixed = log_probs + keep
+        """log_probs [R, V] of the model's next token -> those of the mixture (log_probs itself
+        when no row follows a neighbour's reply any more)."""
         if not self.active:
-            return mixed
+            return log_probs
+        # In a row still following a neighbour's reply, only the K tokens that continue one get more
+        # than (1 - share) * p: the rest of the row is shifted by log(1 - share), and those K are
+        # computed apart. A row following none keeps the model's distribution.
+        followed = self.pulls.sum(dim=-1, keepdim=True)  # [R, 1]
+        keep = torch.where(followed > 0, math.log1p(-share), 0.0)  # [R, 1]
         next_tokens = self.replies[:, :, self.step]  # [R, K]
         # Two neighbour replies may continue with the same token: each of those K gets their sum,
-        # over the sum of the replies still followed (a row following none gets no pull).
+        # over the sum of the replies still followed.
         same = next_tokens.unsqueeze(2) == next_tokens.unsqueeze(1)  # [R, K, K]
-        followed = self.pulls.sum(dim=-1, keepdim=True)  # [R, 1]
         pull = (same * self.pulls.unsqueeze(1)).sum(dim=-1) / followed.clamp_min(1e-30)  # [R, K]
         own = log_probs.gather(1, next_tokens)  # [R, K]
+        mixed = log_probs + keep
         return mixed.scatter_(1, next_tokens, torch.logaddexp(own + keep, (share * pull).log()))

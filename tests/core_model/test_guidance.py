@@ -57,7 +57,7 @@ def test_mix_leaves_the_model_alone_once_the_reply_departs_from_every_neighbour(
         past_the_end = past_the_end.advance(torch.tensor([token]))
     for guides in (departed, past_the_end, departed.advance(torch.tensor([6]))):  # never to come back
         assert not guides.active
-        assert torch.allclose(guides.mix(log_probs, 0.5), log_probs + torch.tensor(0.5).log())  # same order
+        assert torch.equal(guides.mix(log_probs, 0.5), log_probs)
 
 
 def test_rows_without_neighbours_are_padded_and_pull_nowhere() -> None:
@@ -65,7 +65,8 @@ def test_rows_without_neighbours_are_padded_and_pull_nowhere() -> None:
     assert rows.replies.tolist() == [[[5, EOS_ID]], [[PAD_ID, PAD_ID]]] and rows.pulls.tolist() == [[1.0], [0.0]]
     log_probs = torch.randn(2, V).log_softmax(dim=-1)
     mixed = rows.mix(log_probs, 0.3)
-    assert torch.allclose(mixed[1], log_probs[1] + torch.tensor(0.7).log())
+    assert torch.allclose(mixed[1], log_probs[1])  # the model's distribution, unscaled
+    assert mixed[0].exp().sum() == pytest.approx(1.0) and mixed[0, 5].exp() == pytest.approx(0.7 * log_probs[0, 5].exp() + 0.3)
     assert rows.select(torch.tensor([1, 1, 0])).pulls.tolist() == [[0.0], [0.0], [1.0]]
 
 
@@ -129,14 +130,16 @@ def test_hypothesis_scores_are_the_guided_mixtures_log_probability_length_normal
 
 def _mixture_log_prob(model: Seq2Seq, source: list[int], targets: list[int], follow: list[int], share: float) -> float:
     """The log-probability of targets when each step mixes the model's distribution with a pull of
-    weight share towards the next token of `follow`, as long as the targets so far are its beginning."""
+    weight share towards the next token of `follow`, as long as the targets so far are its beginning
+    (the model's distribution alone after)."""
     with torch.no_grad():
         logits, _ = model(torch.tensor([source]), torch.tensor([len(source)]), torch.tensor([[GO_ID] + targets[:-1]]))
     probs = logits[0].float().softmax(dim=-1)
     total, following = 0.0, True
     for step, token in enumerate(targets):
+        p = float(probs[step, token])
+        total += math.log((1 - share) * p + share * (step < len(follow) and follow[step] == token) if following else p)
         following = following and step < len(follow) and follow[step] == token
-        total += math.log((1 - share) * float(probs[step, token]) + share * following)
     return total
 
 
