@@ -28,6 +28,20 @@ def test_beam_search_reproduces_memorised_replies(trained: Seq2Seq, tokenizer: T
     assert [tokenizer.decode(r) for r in replies] == [p.reply for p in PAIRS]
 
 
+def test_beam_search_goes_on_while_a_live_beam_beats_the_replies_that_ended(tokenizer: Tokenizer) -> None:
+    # A model that gives token 7 0.9 at every step and <eos> 0.1: every step ends a short reply,
+    # but the reply still growing scores better (length-normalised) than any of them.
+    model = Seq2Seq(replace(TINY_MODEL, vocab_size=tokenizer.vocab_size)).eval()
+    probs = torch.full((tokenizer.vocab_size,), 1e-9)
+    probs[7], probs[EOS_ID] = 0.9, 0.1
+    with torch.no_grad():
+        model.to_embedding.weight.zero_()
+        model.to_embedding.bias.zero_()
+        model.output_bias.copy_(probs.log())
+    (best, *_), = candidates(model, [tokenizer.encode("hello")], replace(BEAM, max_length=8))
+    assert best.ids == [7] * 8  # cut at max_length; stopping at the K-th ended reply gave [7, 7, 7]
+
+
 def test_greedy_stops_at_eos(tokenizer: Tokenizer) -> None:
     model = Seq2Seq(replace(TINY_MODEL, vocab_size=tokenizer.vocab_size)).eval()
     with torch.no_grad():
