@@ -55,10 +55,10 @@ def encode_pairs(pairs: Sequence[Pair], tokenizer: Tokenizer, config: ModelConfi
         if not prompt or not reply:
             continue
         source = (context + [SEP_ID] + prompt if context else prompt)[-config.max_source_tokens :]
-        if len(reply) < limit:
-            examples.append(Example(source, reply + [EOS_ID], len(pair.reply)))
-        else:  # cut to fit, without an <eos>: the model must not learn to stop where a reply was cut
-            examples.append(Example(source, reply[:limit], len(tokenizer.decode(reply[:limit]))))
+        fits = len(reply) < limit
+        # A reply cut to fit gets no <eos>: the model must not learn to stop where a reply was cut.
+        target = reply + [EOS_ID] if fits else reply[:limit]
+        examples.append(Example(source, target, len(pair.reply) if fits else len(tokenizer.decode(target))))
     return examples
 
 
