@@ -37,7 +37,9 @@ log = logging.getLogger(__name__)
 
 MAX_INPUT_CHARS = 4000  # longer messages are cut; the model reads only the last tokens anyway
 EMPTY_INPUT = "I only read text: write me a few words."
-NO_REPLY = "…"  # the model produced no token (e.g. it ended at once)
+# The model has no reply: it ended at once, or the message shares no character with the prompts
+# it learned from (core_model/replies.py).
+NO_REPLY = "…"
 UNKNOWN_COMMAND = "Unknown command /{name}. Try /help."
 
 

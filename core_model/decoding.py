@@ -92,6 +92,11 @@ def candidates_as_done(model: Seq2Seq, sources: Sequence[Sequence[int]], config:
     yield from _search_non_empty(model, sources, config, guides, _beam, encoded)
 
 
+def reply_limit(model: Seq2Seq, config: DecodeConfig) -> int:
+    """The most tokens a reply gets: a reply this long was cut there (it ended in no <eos>)."""
+    return min(config.max_length, model.config.max_target_tokens)
+
+
 def _collect(count: int, steps: Iterator[Finished[Result]]) -> list[Result]:
     results: list[Result] = [[] for _ in range(count)]
     for finished in steps:
@@ -111,7 +116,7 @@ def _search_non_empty(model: Seq2Seq, sources: Sequence[Sequence[int]], config: 
         return
     encoded = encoded or encode(model, sources)
     src, memory, state = encoded.src, encoded.memory, encoded.state
-    max_length = min(config.max_length, model.config.max_target_tokens)
+    max_length = reply_limit(model, config)
     rows = None
     if guides is not None and config.neighbour_share > 0 and any(guides[i] for i in live):
         rows = GuideRows.of([guides[i] for i in live])

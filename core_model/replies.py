@@ -2,26 +2,39 @@
 
 With the memory of training pairs, each prompt's nearest training prompts are looked up once:
 their replies guide the decoding (config.neighbour_share, core_model/guidance.py) and choose among
-beam search's candidates (rerank="neighbours", core_model/reranking.py).
+beam search's candidates (rerank="neighbours", core_model/reranking.py). A prompt with no
+neighbour at all (not one character in common) gets an empty reply.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
 from core_model.config import DecodeConfig
-from core_model.decoding import Hypothesis, candidates, candidates_as_done, encode, generate_as_done
+from core_model.decoding import (
+    Hypothesis,
+    candidates,
+    candidates_as_done,
+    encode,
+    generate_as_done,
+    reply_limit,
+)
 from core_model.guidance import Guide, guide
 from core_model.model import Seq2Seq
 from core_model.reply_memory import Neighbour, ReplyMemory
 from core_model.reranking import NEIGHBOURS, closest_to_neighbours, consensus
 from core_model.tokenizer import SEP_ID, Tokenizer
 
+# Where a sentence ends: its mark, then a space or the end of the text.
+_SENTENCE_END = re.compile(r"[.!?。！？…~](?=\s|$)")
+
 
 def reply_texts(model: Seq2Seq, tokenizer: Tokenizer, sources: Sequence[Sequence[int]],
                 config: DecodeConfig, memory: ReplyMemory | None = None) -> list[str]:
-    """One reply text per source; an empty source gets an empty reply (see decoding)."""
+    """One reply text per source; an empty source gets an empty reply (see decoding), and so does a
+    prompt the memory shares no character with."""
     texts = [""] * len(sources)
     for finished in reply_texts_as_done(model, tokenizer, sources, config, memory):
         for index, text in finished:
@@ -37,23 +50,42 @@ def reply_texts_as_done(model: Seq2Seq, tokenizer: Tokenizer, sources: Sequence[
     unguided and that reranking falls back to consensus)."""
     # beam search whose reply is chosen among its n-best (rather than the most probable one)
     reranked = config.strategy == "beam" and config.beam_width > 1 and config.rerank != "none"
-    looked_up = config.neighbour_share > 0 or (reranked and config.rerank == "neighbours")
-    neighbours = ([memory.nearest(_prompt(tokenizer, s), NEIGHBOURS) for s in sources]
-                  if looked_up and memory is not None else None)
+    neighbours = None
+    if memory is not None and memory.prompts:
+        neighbours = [memory.nearest(_prompt(tokenizer, s), NEIGHBOURS) for s in sources]
+        # A prompt that shares not one character with those the model learned from (a script or an
+        # emoji it never saw) gets an empty reply, as an empty prompt does: the model's reply to it
+        # was noise ("你好" got "저" and "مرحبا" "저는 돈이 필요 없습니다." from the default model).
+        sources = [source if found else [] for source, found in zip(sources, neighbours, strict=True)]
     guides = [guide(tokenizer, n) for n in neighbours] if neighbours and config.neighbour_share > 0 else None
+    limit = reply_limit(model, config)
     if not reranked:
         for done in generate_as_done(model, sources, config, guides):
-            yield [(index, tokenizer.decode(ids)) for index, ids in done]
+            yield [(index, reply_text(tokenizer, ids, limit)) for index, ids in done]
         return
     if config.rerank == "neighbours" and neighbours is not None:
         yield from _closest_to_neighbours(model, tokenizer, sources, config, neighbours, guides)
         return
     for finished in candidates_as_done(model, sources, config, guides):
-        yield [(index, _consensus_text(tokenizer, hypotheses)) for index, hypotheses in finished]
+        yield [(index, _consensus_text(tokenizer, hypotheses, limit)) for index, hypotheses in finished]
 
 
-def _consensus_text(tokenizer: Tokenizer, hypotheses: list[Hypothesis]) -> str:
-    texts = [tokenizer.decode(h.ids) for h in hypotheses]
+def reply_text(tokenizer: Tokenizer, ids: Sequence[int], limit: int) -> str:
+    """The text of a reply's ids. A reply of limit tokens was cut there, still being written: it is
+    trimmed back to its last sentence end, or else to its last whole word followed by "…", so
+    that it never stops mid-word (the bundled corpus's answers with code run to 367 tokens)."""
+    text = tokenizer.decode(ids)
+    if len(ids) < limit:
+        return text
+    ends = [match.end() for match in _SENTENCE_END.finditer(text)]
+    if ends:
+        return text[: ends[-1]]
+    last_space = text.rfind(" ")
+    return f"{text[:last_space].rstrip()}…" if last_space > 0 else text
+
+
+def _consensus_text(tokenizer: Tokenizer, hypotheses: list[Hypothesis], limit: int) -> str:
+    texts = [reply_text(tokenizer, h.ids, limit) for h in hypotheses]
     return texts[consensus(texts, [h.score for h in hypotheses])] if texts else ""
 
 
@@ -64,12 +96,13 @@ def _closest_to_neighbours(model: Seq2Seq, tokenizer: Tokenizer, sources: Sequen
     # finds (held-out Korean, see reranking). Both searches start from one run of the encoder.
     encoded = encode(model, sources) if any(sources) else None
     greedy = candidates(model, sources, replace(config, beam_width=1), guides, encoded)
+    limit = reply_limit(model, config)
     for finished in candidates_as_done(model, sources, config, guides, encoded):
         chosen = []
         for index, hypotheses in finished:
             found: dict[str, Hypothesis] = {}
             for hypothesis in hypotheses + greedy[index]:
-                found.setdefault(tokenizer.decode(hypothesis.ids), hypothesis)
+                found.setdefault(reply_text(tokenizer, hypothesis.ids, limit), hypothesis)
             texts = list(found)
             # Each candidate's score in the search that found it (the guided mixture's log-probability,
             # length-normalised), not the model's own: a guided reply follows a neighbour's reply where

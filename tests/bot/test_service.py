@@ -17,7 +17,7 @@ from bot.commands import RETRAIN_UNAVAILABLE
 from bot.database import Database, open_database
 from bot.messages import IncomingMessage
 from bot.permissions import Permissions
-from bot.service import EMPTY_INPUT, ChatService
+from bot.service import EMPTY_INPUT, NO_REPLY, ChatService
 from core_model.config import DecodeConfig
 from core_model.engine import InferenceEngine
 from storage.models import Message
@@ -75,6 +75,13 @@ async def test_empty_input_gets_a_clear_answer(service: ChatService, text: str) 
 async def test_any_unicode_or_huge_input_gets_a_reply(service: ChatService, text: str) -> None:
     reply = await service.handle(private(text))
     assert reply is not None and reply.text
+
+
+async def test_a_message_sharing_no_character_with_what_the_model_learned_gets_the_no_reply_mark(
+        service: ChatService, database: Database) -> None:
+    reply = await service.handle(private("你好 🦄"))
+    assert reply is not None and reply.text == NO_REPLY
+    assert logged(database)[1] == (NO_REPLY, True, 1)
 
 
 async def test_lone_surrogates_in_text_names_and_titles_are_logged_and_answered(service: ChatService,
