@@ -44,7 +44,7 @@ def build_service(settings: Settings, engine: ReplyEngine, database: Database,
     admins = {platform: settings.admin_ids(platform) for platform in ("telegram", "discord")}
     admins[CONSOLE] = frozenset({console_user()})
     return ChatService(engine, database, Permissions(admins), cooldown_seconds=settings.chat_cooldown_seconds,
-                       metrics=metrics)
+                       metrics=metrics, context_window_seconds=settings.pair_window_seconds)
 
 
 def wire_metrics(engine: InferenceEngine | ProcessEngine) -> BotMetrics:

@@ -21,6 +21,7 @@ from bot.learning import LearningService
 from bot.messages import IncomingMessage, Reply, storable
 from bot.metrics import BotMetrics
 from bot.permissions import Permissions
+from bot.recent_turns import RecentTurns
 from core_model.tokenizer import normalize
 from storage.messages import (
     LoggedMessage,
@@ -58,7 +59,7 @@ Notifier = Callable[[str, str, Path | None, bool], Awaitable[None]]  # (chat id,
 class ChatService:
     def __init__(self, engine: ReplyEngine, database: Database, permissions: Permissions, *,
                  cooldown_seconds: float = 30.0, rng: random.Random | None = None,
-                 metrics: BotMetrics | None = None) -> None:
+                 metrics: BotMetrics | None = None, context_window_seconds: float = 300.0) -> None:
         self.engine = engine
         self.metrics = metrics or BotMetrics()
         self.database = database
@@ -71,6 +72,8 @@ class ChatService:
         self._rng = rng or random.Random()
         self._notifiers: dict[str, Notifier] = {}
         self._last_unasked: dict[tuple[str, str], float] = {}
+        # The turn before each message answered is its context, as mining pairs them.
+        self.turns = RecentTurns(context_window_seconds)
 
     async def handle(self, message: IncomingMessage) -> Reply | None:
         """Log the message; the reply to send (already logged), or None when the bot stays silent."""
@@ -79,10 +82,12 @@ class ChatService:
         counted.seen.inc()
         text = normalize(message.text[:MAX_INPUT_CHARS])
         command = parse_command(text)
+        conversation = (message.platform, message.chat_id, message.thread_id)
+        spoken = command is None and bool(text)  # a turn of the conversation, which the model may answer
+        context = self.turns.context(conversation) if spoken else ""
         # A message addressed to the bot will be answered (unless logging finds it a redelivery), so
         # its decode runs while it is logged: the reply waits for the slower of the two, not both.
-        early = (asyncio.ensure_future(self.engine.reply(text))
-                 if command is None and text and _addressed(message) else None)
+        early = asyncio.ensure_future(self.engine.reply(text, context)) if spoken and _addressed(message) else None
         try:
             logged = await self.database.write(
                 log_incoming, platform=message.platform, chat_id=message.chat_id,
@@ -98,6 +103,8 @@ class ChatService:
             log.info("ignoring redelivered message %s in %s:%s", message.message_id, message.platform,
                      message.chat_id)
             return None
+        if spoken and logged.text_kept:  # an opted-out person's words are not kept, here either
+            self.turns.add(conversation, text)
         if command is not None:
             answer = await self._command(message, logged, *command)
         elif not text:  # nothing the model could read: say so, if the message was for the bot
@@ -107,11 +114,13 @@ class ChatService:
         elif early is not None:
             answer = await early or NO_REPLY
         elif await self._should_answer(message):
-            answer = await self.engine.reply(text) or NO_REPLY
+            answer = await self.engine.reply(text, context) or NO_REPLY
         else:
             return None
         row_id = await self.database.write(log_reply, answers=logged, text=answer, created_at=datetime.now(UTC),
                                            model_version_id=self.model_version_id, thread_id=message.thread_id)
+        if spoken and answer != NO_REPLY:
+            self.turns.add(conversation, answer)
         counted.answered.inc()
         counted.reply_seconds.observe(time.perf_counter() - started)
         return Reply(answer, row_id)

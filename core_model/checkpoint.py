@@ -37,6 +37,13 @@ class LoadedModel:
     path: Path
     memory: ReplyMemory | None = None  # absent from folders saved without one
 
+    @property
+    def reads_context(self) -> bool:
+        """Whether the model learned from pairs with a context (the turn before the prompt): only
+        then is a reply's context put before its prompt. A model that never saw the separator reads
+        a context as noise."""
+        return bool(self.metrics.get("context_pairs", 0))
+
 
 def save(path: Path, model: Seq2Seq, tokenizer: Tokenizer, metrics: dict[str, Any] | None = None,
          extra_files: dict[str, bytes] | None = None, memory: ReplyMemory | None = None) -> Path:

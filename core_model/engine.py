@@ -20,11 +20,10 @@ from pathlib import Path
 
 import torch
 
-from core_model.batching import source_ids
 from core_model.checkpoint import LoadedModel
 from core_model.config import DecodeConfig
 from core_model.replies import reply_texts_as_done
-from core_model.serving import keep_collector_off_live_objects, load_for_serving
+from core_model.serving import keep_collector_off_live_objects, load_for_serving, served_source
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +136,7 @@ class InferenceEngine:
         for decode, group in groups.items():
             answered: set[int] = set()
             try:
-                sources = [source_ids(live.tokenizer, r.prompt, r.context, live.model.config) for r in group]
+                sources = [served_source(live, r.prompt, r.context) for r in group]
                 # Each reply is delivered as soon as it is complete, while the longer ones decode on.
                 for finished in reply_texts_as_done(live.model, live.tokenizer, sources, decode, live.memory):
                     answered.update(index for index, _ in finished)

@@ -31,10 +31,13 @@ class FitResult:
     valid_pairs: int
     result: TrainResult
     trained_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    # Training pairs that carried a context (the turn before the prompt), this model's and its base's:
+    # a model that learned from none is served without context (checkpoint.LoadedModel.reads_context).
+    context_pairs: int = 0
 
     def metrics(self) -> dict[str, Any]:
         return {"train_pairs": self.train_pairs, "valid_pairs": self.valid_pairs,
-                "trained_at": self.trained_at, **asdict(self.result)}
+                "context_pairs": self.context_pairs, "trained_at": self.trained_at, **asdict(self.result)}
 
 
 def split_validation(pairs: Sequence[Pair], share: float = 0.05, seed: int = 0) -> tuple[list[Pair], list[Pair]]:
@@ -73,7 +76,7 @@ def fit(
         tokenizer = Tokenizer.train(texts, vocab_size=model_config.vocab_size)
         model = new_model(model_config, tokenizer)
     return _train_into(out, model, tokenizer, train_pairs, valid_pairs, train_config, callbacks, state,
-                       train_pairs if memory_pairs is None else memory_pairs)
+                       train_pairs if memory_pairs is None else memory_pairs, context_pairs=0)
 
 
 def new_model(config: ModelConfig, tokenizer: Tokenizer) -> Seq2Seq:
@@ -96,7 +99,7 @@ def fine_tune(base: Path, train_pairs: Sequence[Pair], valid_pairs: Sequence[Pai
     conversation logs as they are now, so what a person had erased (/forget) is not carried over."""
     loaded = checkpoint.load(base)
     return _train_into(Path(out), loaded.model, loaded.tokenizer, train_pairs, valid_pairs, train_config,
-                       callbacks, None, train_pairs)
+                       callbacks, None, train_pairs, context_pairs=int(loaded.metrics.get("context_pairs", 0)))
 
 
 def bits_per_char(model_dir: Path, pairs: Sequence[Pair], batch_size: int = 64) -> float:
@@ -131,7 +134,8 @@ def _reply_scorer(tokenizer: Tokenizer, config: ModelConfig,
 
 def _train_into(out: Path, model: Seq2Seq, tokenizer: Tokenizer, train_pairs: Sequence[Pair],
                 valid_pairs: Sequence[Pair], train_config: TrainConfig, callbacks: Callbacks,
-                state: TrainState | None, memory_pairs: Sequence[Pair]) -> FitResult:
+                state: TrainState | None, memory_pairs: Sequence[Pair], context_pairs: int) -> FitResult:
+    """context_pairs: those the model had learned from before (a fine-tuned base's)."""
     config = model.config
     train_examples = encode_pairs(train_pairs, tokenizer, config)
     valid_examples = encode_pairs(valid_pairs, tokenizer, config)
@@ -150,6 +154,7 @@ def _train_into(out: Path, model: Seq2Seq, tokenizer: Tokenizer, train_pairs: Se
     scorer = _reply_scorer(tokenizer, config, valid_pairs) if train_config.select_by == "reply_chrf" else None
     result = train(model, train_examples, valid_examples, train_config,
                    replace(callbacks, on_epoch_end=save_best, score_replies=scorer), state)
-    fitted = FitResult(out, len(train_examples), len(valid_examples), result)
+    fitted = FitResult(out, len(train_examples), len(valid_examples), result,
+                       context_pairs=context_pairs + sum(bool(p.context) for p in train_pairs))
     checkpoint.save(out, model, tokenizer, fitted.metrics(), memory=memory)
     return fitted

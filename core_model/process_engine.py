@@ -237,8 +237,8 @@ Answer = tuple[int, str | None, str | None]  # (request id, reply, error)
 
 def _answer(live: LoadedModel, batch: list[tuple[Any, ...]]) -> Iterator[list[Answer]]:
     """The batch's answers, as they are complete; requests with other decode settings decode apart."""
-    from core_model.batching import source_ids
     from core_model.replies import reply_texts_as_done
+    from core_model.serving import served_source
 
     groups: dict[DecodeConfig, list[tuple[Any, ...]]] = defaultdict(list)
     for item in batch:
@@ -246,7 +246,7 @@ def _answer(live: LoadedModel, batch: list[tuple[Any, ...]]) -> Iterator[list[An
     for decode, group in groups.items():
         answered: set[int] = set()
         try:
-            sources = [source_ids(live.tokenizer, item[2], item[3], live.model.config) for item in group]
+            sources = [served_source(live, item[2], item[3]) for item in group]
             for finished in reply_texts_as_done(live.model, live.tokenizer, sources, decode, live.memory):
                 answered.update(index for index, _ in finished)
                 yield [(group[index][1], text, None) for index, text in finished]

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from core_model import checkpoint
+from core_model.batching import source_ids
 from core_model.checkpoint import LoadedModel
 from core_model.model import Seq2Seq
 from core_model.reply_memory import ReplyMemory
@@ -46,6 +47,11 @@ def load_for_serving(path: Path | str) -> LoadedModel:
     built and its replies tokenised (here, not at the first reply)."""
     loaded = checkpoint.load(path)
     return replace(loaded, model=packed_for_serving(loaded.model, in_place=True), memory=served_memory(loaded))
+
+
+def served_source(loaded: LoadedModel, prompt: str, context: str) -> list[int]:
+    """The encoder's input for a request: its context only if the model learned from contexts."""
+    return source_ids(loaded.tokenizer, prompt, context if loaded.reads_context else "", loaded.model.config)
 
 
 def served_memory(loaded: LoadedModel) -> ReplyMemory | None:

@@ -17,6 +17,7 @@ from bot.commands import RETRAIN_UNAVAILABLE
 from bot.database import Database, open_database
 from bot.messages import IncomingMessage
 from bot.permissions import Permissions
+from bot.recent_turns import RecentTurns
 from bot.service import EMPTY_INPUT, NO_REPLY, ChatService
 from core_model.config import DecodeConfig
 from core_model.engine import InferenceEngine
@@ -82,6 +83,46 @@ async def test_a_message_sharing_no_character_with_what_the_model_learned_gets_t
     reply = await service.handle(private("你好 🦄"))
     assert reply is not None and reply.text == NO_REPLY
     assert logged(database)[1] == (NO_REPLY, True, 1)
+
+
+class RecordingEngine:
+    """The real engine, with the (prompt, context) of every request it was given."""
+
+    def __init__(self, engine: InferenceEngine) -> None:
+        self.engine = engine
+        self.requests: list[tuple[str, str]] = []
+
+    async def reply(self, prompt: str, context: str = "") -> str:
+        self.requests.append((prompt, context))
+        return await self.engine.reply(prompt, context)
+
+    @property
+    def metrics(self) -> dict[str, object]:
+        return self.engine.metrics
+
+
+async def test_each_reply_is_given_the_turn_before_its_message_as_context(service: ChatService) -> None:
+    engine = RecordingEngine(service.engine)  # type: ignore[arg-type]
+    service.engine = engine
+    now = [0.0]
+    service.turns = RecentTurns(300, clock=lambda: now[0])
+    first = await service.handle(private("hello there"))
+    await service.handle(private("how are you"))
+    await service.handle(replace(private("how are you"), chat_id="elsewhere"))  # another chat
+    now[0] += 301  # past the window: a new conversation
+    await service.handle(private("what is your name"))
+    assert first is not None
+    assert engine.requests == [("hello there", ""), ("how are you", first.text), ("how are you", ""),
+                               ("what is your name", "")]
+
+
+async def test_an_opted_out_persons_words_are_no_ones_context(service: ChatService) -> None:
+    engine = RecordingEngine(service.engine)  # type: ignore[arg-type]
+    service.engine = engine
+    await service.handle(group("/optout", user="u2"))
+    await service.handle(group("my secret plans", user="u2"))  # counted, not kept, not answered
+    await service.handle(group("hello there", user="u1", mentions_bot=True))
+    assert engine.requests[-1] == ("hello there", "")
 
 
 async def test_lone_surrogates_in_text_names_and_titles_are_logged_and_answered(service: ChatService,

@@ -78,6 +78,27 @@ def test_fitted_models_remember_their_training_pairs(tmp_path: Path, tiny_train_
     assert tuned.nearest(PAIRS[6].prompt, 1)[0].reply == PAIRS[6].reply
 
 
+def test_a_model_reads_context_once_it_or_its_base_learned_from_pairs_with_one(
+        tmp_path: Path, tiny_train_config: TrainConfig) -> None:
+    from core_model import checkpoint
+    from core_model.batching import source_ids
+    from core_model.pipeline import fine_tune, fit
+    from core_model.serving import served_source
+
+    config = replace(tiny_train_config, max_steps=2)
+    with_context = [replace(PAIRS[0], context="good morning"), *PAIRS[1:5]]
+    fit(PAIRS[:5], PAIRS[5:], TINY_MODEL, config, tmp_path / "plain")
+    fit(with_context, PAIRS[5:], TINY_MODEL, config, tmp_path / "context")
+    fine_tune(tmp_path / "context", PAIRS[5:], PAIRS[:1], config, tmp_path / "tuned")  # none of its own
+    for name, reads in (("plain", False), ("context", True), ("tuned", True)):
+        loaded = checkpoint.load(tmp_path / name)
+        assert loaded.reads_context is reads
+        assert loaded.metrics["context_pairs"] == (1 if reads else 0)
+        # A model that never saw a context is served the prompt alone.
+        expected = source_ids(loaded.tokenizer, "how are you", "hello there" if reads else "", loaded.model.config)
+        assert served_source(loaded, "how are you", "hello there") == expected
+
+
 def test_fit_can_remember_more_pairs_than_it_trains_on(tmp_path: Path, tiny_train_config: TrainConfig) -> None:
     from core_model import checkpoint
     from core_model.pipeline import fit

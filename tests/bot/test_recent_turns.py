@@ -1,0 +1,34 @@
+from bot.recent_turns import RecentTurns
+
+CHAT = ("telegram", "g1", None)
+
+
+def test_the_last_turn_within_the_window_is_the_context() -> None:
+    now = [0.0]
+    turns = RecentTurns(300, clock=lambda: now[0])
+    assert turns.context(CHAT) == ""
+    turns.add(CHAT, "hi")
+    turns.add(CHAT, "hello, how are you?")
+    now[0] = 300
+    assert turns.context(CHAT) == "hello, how are you?"
+    now[0] = 300.5
+    assert turns.context(CHAT) == ""  # too long ago to be part of this conversation
+
+
+def test_each_chat_and_thread_is_a_conversation_of_its_own() -> None:
+    turns = RecentTurns(300)
+    turns.add(CHAT, "in the chat")
+    turns.add(("telegram", "g1", "7"), "in a thread")
+    turns.add(("discord", "g1", None), "on another platform")
+    assert turns.context(CHAT) == "in the chat"
+    assert turns.context(("telegram", "g1", "7")) == "in a thread"
+    assert turns.context(("telegram", "g2", None)) == ""
+
+
+def test_the_conversations_quiet_the_longest_are_forgotten_first() -> None:
+    turns = RecentTurns(300, max_conversations=2)
+    for chat in ("a", "b"):
+        turns.add(("telegram", chat, None), chat)
+    turns.add(("telegram", "a", None), "a again")  # a is now the most recent
+    turns.add(("telegram", "c", None), "c")
+    assert [turns.context(("telegram", chat, None)) for chat in "abc"] == ["a again", "", "c"]
