@@ -102,8 +102,10 @@ class Seq2Seq(nn.Module):
         self.combine = nn.Linear(2 * H, H)  # Luong's attentional hidden state tanh(W[c; h])
         self.to_embedding = nn.Linear(H, E)  # logits = to_embedding(h~) @ embedding^T (tied)
         self.output_bias = nn.Parameter(torch.zeros(config.vocab_size))
-        # Serving may replace the tied projection by a packed copy of it (see core_model/serving.py).
+        # Serving may replace the tied projection by a packed copy of it, and the prompt embedding
+        # by a table of each token's (see core_model/serving.py).
         self.output: nn.Module | None = None
+        self.prompt_table: Tensor | None = None
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -125,6 +127,8 @@ class Seq2Seq(nn.Module):
 
     def embed_prompt(self, src: Tensor) -> Tensor:
         """src [B, S] -> [B, S, E]: token embeddings, plus the mean of their spelling units' if configured."""
+        if self.prompt_table is not None:
+            return F.embedding(src, self.prompt_table)
         x = self.embedding(src)
         if self.spelling_embedding is not None:
             spelled = self.get_buffer("token_spellings")[src.reshape(-1)]  # [B*S, UNITS_PER_TOKEN]

@@ -1,13 +1,16 @@
+from dataclasses import replace
 from pathlib import Path
 
 import torch
+from torch.nn.utils.rnn import pad_sequence
 
 from core_model.config import DecodeConfig
 from core_model.decoding import generate
 from core_model.model import Seq2Seq
+from core_model.pipeline import new_model
 from core_model.serving import load_for_serving, packed_for_serving
 from core_model.tokenizer import Tokenizer
-from tests.conftest import PAIRS
+from tests.conftest import PAIRS, TINY_MODEL
 
 GREEDY = DecodeConfig(strategy="greedy", no_repeat_ngram=0)
 
@@ -39,3 +42,13 @@ def test_packing_leaves_the_trained_model_alone(trained: Seq2Seq, model_dir: Pat
     loaded = load_for_serving(model_dir)
     assert loaded.model is not trained and trained.output is None
     assert all(torch.equal(before[name], tensor) for name, tensor in trained.state_dict().items())
+
+
+
+def test_a_spelled_prompt_is_embedded_by_the_served_table_to_the_bit(tokenizer: Tokenizer) -> None:
+    model = new_model(replace(TINY_MODEL, prompt_spelling=400), tokenizer).eval()
+    packed = packed_for_serving(model)
+    assert packed.prompt_table is not None and model.prompt_table is None
+    src = pad_sequence([torch.tensor(source) for source in _sources(tokenizer)], batch_first=True)  # PAD_ID 0
+    with torch.inference_mode():
+        assert torch.equal(packed.embed_prompt(src), model.embed_prompt(src))
