@@ -46,8 +46,9 @@ def reply_texts_as_done(model: Seq2Seq, tokenizer: Tokenizer, sources: Sequence[
                         config: DecodeConfig, memory: ReplyMemory | None = None) -> Iterator[list[tuple[int, str]]]:
     """reply_texts() as (index of the source, reply) pairs, handed over at the decoding step
     where each reply is complete rather than when the whole batch is. memory: the training pairs
-    whose replies guide the decoding and rerank="neighbours" consults (without it, decoding is
-    unguided and that reranking falls back to consensus)."""
+    whose replies guide the decoding and rerank="neighbours" consults, and which tell the prompts
+    the model knows nothing of (without it, decoding is unguided, every prompt is answered, and
+    that reranking falls back to consensus)."""
     # beam search whose reply is chosen among its n-best (rather than the most probable one)
     reranked = config.strategy == "beam" and config.beam_width > 1 and config.rerank != "none"
     neighbours = None
