@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from bot.database import Database
 from bot.messages import IncomingMessage
+from bot.recent_turns import RecentTurns
 from core_model.checkpoint import CheckpointError
 from storage.models import RunTrigger
 from storage.people import chat_stats, forget_person, get_chattiness, set_chattiness, set_opted_out
@@ -29,6 +30,8 @@ class CommandContext:
     learning: LearningService | None = None
     # Posts to the chat the command came from, later (the result of a retraining).
     notify: Callable[[str, Path | None], Awaitable[None]] | None = None
+    # The conversations' last turns, which /forget erases too.
+    turns: RecentTurns | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,8 @@ async def _forget(ctx: CommandContext) -> str:
                                  now=datetime.now(UTC))
 
     erased = await asyncio.to_thread(erase)
+    if ctx.turns is not None:
+        ctx.turns.forget_author(ctx.message.platform, ctx.message.user_id)
     return f"Done: {erased} of your messages erased. I no longer keep what you write; /optin undoes that."
 
 

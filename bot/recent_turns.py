@@ -6,6 +6,7 @@ in the same chat and thread, if that came within the mining window of it. The bo
 are turns too. Turns are timed by the bot's clock as they arrive (platforms stamp messages to the
 second only). Only the latest turn of each conversation is kept, for the most recently active
 conversations, and nothing survives a restart: a restarted bot's first reply has no context.
+A turn deleted on its platform, or erased by its author's /forget, is no one's context.
 """
 
 from __future__ import annotations
@@ -13,9 +14,18 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 
 # (platform, chat id, thread id): a thread is a conversation of its own, as the miner sees it.
 Conversation = tuple[str, str, str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Turn:
+    text: str
+    at: float  # the clock's reading when it arrived
+    author_id: str | None  # None for the bot's own replies
+    message_id: str | None
 
 
 class RecentTurns:
@@ -24,18 +34,31 @@ class RecentTurns:
         self.window_seconds = window_seconds
         self.max_conversations = max_conversations
         self._clock = clock
-        self._last: OrderedDict[Conversation, tuple[str, float]] = OrderedDict()
+        self._last: OrderedDict[Conversation, _Turn] = OrderedDict()
 
     def context(self, conversation: Conversation) -> str:
         """The text of the conversation's last turn, if it came within the window."""
         last = self._last.get(conversation)
-        if last is None or self._clock() - last[1] > self.window_seconds:
+        if last is None or self._clock() - last.at > self.window_seconds:
             return ""
-        return last[0]
+        return last.text
 
-    def add(self, conversation: Conversation, text: str) -> None:
-        """text is now the conversation's last turn."""
-        self._last[conversation] = (text, self._clock())
+    def add(self, conversation: Conversation, text: str, author_id: str | None = None,
+            message_id: str | None = None) -> None:
+        """text (by author_id, None for the bot) is now the conversation's last turn."""
+        self._last[conversation] = _Turn(text, self._clock(), author_id, message_id)
         self._last.move_to_end(conversation)
         if len(self._last) > self.max_conversations:
             self._last.popitem(last=False)  # the conversation quiet the longest
+
+    def deleted(self, platform: str, chat_id: str, message_id: str) -> None:
+        """A message was deleted: if it is a conversation's last turn, that conversation has none."""
+        self._drop(lambda key, turn: key[:2] == (platform, chat_id) and turn.message_id == message_id)
+
+    def forget_author(self, platform: str, author_id: str) -> None:
+        """A person's words are erased (/forget): their turns are no one's context."""
+        self._drop(lambda key, turn: key[0] == platform and turn.author_id == author_id)
+
+    def _drop(self, matches: Callable[[Conversation, _Turn], bool]) -> None:
+        for key in [key for key, turn in self._last.items() if matches(key, turn)]:
+            del self._last[key]

@@ -104,7 +104,7 @@ class ChatService:
                      message.chat_id)
             return None
         if spoken and logged.text_kept:  # an opted-out person's words are not kept, here either
-            self.turns.add(conversation, text)
+            self.turns.add(conversation, text, message.user_id, message.message_id)
         if command is not None:
             answer = await self._command(message, logged, *command)
         elif not text:  # nothing the model could read: say so, if the message was for the bot
@@ -151,6 +151,7 @@ class ChatService:
                                 message_id=message_id, text=normalize(text[:MAX_INPUT_CHARS]), edited_at=at)
 
     async def deleted(self, platform: str, chat_id: str, message_id: str, at: datetime) -> None:
+        self.turns.deleted(platform, chat_id, message_id)
         await self.database.write(record_deletion, platform=platform, chat_id=chat_id,
                                 message_id=message_id, deleted_at=at)
 
@@ -180,7 +181,7 @@ class ChatService:
             await self.notify(message.platform, message.chat_id, text, image)
 
         context = CommandContext(message, args, logged.chat_id, self.database, self.engine.metrics,
-                                 self.learning, notify_here)
+                                 self.learning, notify_here, self.turns)
         return await command.run(context)
 
     def _chattiness(self, message: IncomingMessage) -> int:

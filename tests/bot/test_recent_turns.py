@@ -32,3 +32,18 @@ def test_the_conversations_quiet_the_longest_are_forgotten_first() -> None:
     turns.add(("telegram", "a", None), "a again")  # a is now the most recent
     turns.add(("telegram", "c", None), "c")
     assert [turns.context(("telegram", chat, None)) for chat in "abc"] == ["a again", "", "c"]
+
+
+def test_a_deleted_or_forgotten_turn_is_no_ones_context() -> None:
+    turns = RecentTurns(300)
+    turns.add(CHAT, "a secret", author_id="u1", message_id="m1")
+    turns.add(("telegram", "g1", "7"), "mine too", author_id="u1", message_id="m2")
+    turns.add(("telegram", "g2", None), "someone else's", author_id="u2", message_id="m1")
+    turns.deleted("telegram", "g1", "m1")
+    assert turns.context(CHAT) == "" and turns.context(("telegram", "g1", "7")) == "mine too"
+    assert turns.context(("telegram", "g2", None)) == "someone else's"  # same id, another chat
+    turns.forget_author("telegram", "u1")
+    assert turns.context(("telegram", "g1", "7")) == ""
+    assert turns.context(("telegram", "g2", None)) == "someone else's"
+    turns.forget_author("discord", "u2")  # the same id on another platform is another person
+    assert turns.context(("telegram", "g2", None)) == "someone else's"

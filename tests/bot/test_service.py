@@ -125,6 +125,19 @@ async def test_an_opted_out_persons_words_are_no_ones_context(service: ChatServi
     assert engine.requests[-1] == ("hello there", "")
 
 
+async def test_a_deleted_or_forgotten_message_is_no_ones_context(service: ChatService) -> None:
+    engine = RecordingEngine(service.engine)  # type: ignore[arg-type]
+    service.engine = engine
+    await service.handle(group("my address is secret", user="u2", message_id="41"))
+    await service.deleted("telegram", "g1", "41", datetime.now(UTC))
+    await service.handle(group("hello there", user="u1", mentions_bot=True))
+    await service.handle(group("how are you", user="u2"))
+    await service.handle(private("/forget yes", user="u2"))
+    await service.handle(group("what is your name", user="u1", mentions_bot=True))
+    contexts = dict(engine.requests)
+    assert contexts["hello there"] == "" and contexts["what is your name"] == ""
+
+
 async def test_lone_surrogates_in_text_names_and_titles_are_logged_and_answered(service: ChatService,
                                                                                 database: Database) -> None:
     # JSON may carry half an emoji ("\ud83d"), which no UTF-8 database column can hold
