@@ -6,7 +6,8 @@ in the same chat and thread, if that came within the mining window of it. The bo
 are turns too. Turns are timed by the bot's clock as they arrive (platforms stamp messages to the
 second only). Only the latest turn of each conversation is kept, for the most recently active
 conversations, and nothing survives a restart: a restarted bot's first reply has no context.
-A turn deleted on its platform, or erased by its author's /forget, is no one's context.
+A turn edited is read as edited; one deleted on its platform, or erased by its author's /forget,
+is no one's context.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 # (platform, chat id, thread id): a thread is a conversation of its own, as the miner sees it.
 Conversation = tuple[str, str, str | None]
@@ -54,6 +55,12 @@ class RecentTurns:
     def deleted(self, platform: str, chat_id: str, message_id: str) -> None:
         """A message was deleted: if it is a conversation's last turn, that conversation has none."""
         self._drop(lambda key, turn: key[:2] == (platform, chat_id) and turn.message_id == message_id)
+
+    def edited(self, platform: str, chat_id: str, message_id: str, text: str) -> None:
+        """A message was edited: if it is a conversation's last turn, its new text is the context."""
+        for key, turn in self._last.items():
+            if key[:2] == (platform, chat_id) and turn.message_id == message_id:
+                self._last[key] = replace(turn, text=text)
 
     def forget_author(self, platform: str, author_id: str) -> None:
         """A person's words are erased (/forget): their turns are no one's context."""

@@ -147,8 +147,10 @@ class ChatService:
         self.metrics.send_failures.labels(platform).inc()
 
     async def edited(self, platform: str, chat_id: str, message_id: str, text: str, at: datetime) -> None:
+        text = normalize(text[:MAX_INPUT_CHARS])
         await self.database.write(record_edit, platform=platform, chat_id=chat_id,
-                                message_id=message_id, text=normalize(text[:MAX_INPUT_CHARS]), edited_at=at)
+                                message_id=message_id, text=text, edited_at=at)
+        self.turns.edited(platform, chat_id, message_id, text)
 
     async def deleted(self, platform: str, chat_id: str, message_id: str, at: datetime) -> None:
         self.turns.deleted(platform, chat_id, message_id)

@@ -47,3 +47,11 @@ def test_a_deleted_or_forgotten_turn_is_no_ones_context() -> None:
     assert turns.context(("telegram", "g2", None)) == "someone else's"
     turns.forget_author("discord", "u2")  # the same id on another platform is another person
     assert turns.context(("telegram", "g2", None)) == "someone else's"
+
+
+def test_an_edited_turn_is_read_as_edited() -> None:
+    turns = RecentTurns(300)
+    turns.add(CHAT, "helo", author_id="u1", message_id="m1")
+    turns.edited("telegram", "g1", "m2", "not this one")
+    turns.edited("telegram", "g1", "m1", "hello")
+    assert turns.context(CHAT) == "hello"
