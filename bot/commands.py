@@ -57,7 +57,8 @@ async def _model(ctx: CommandContext) -> str:
     bits = metrics.get("valid_bits_per_char")
     trained = str(metrics.get("trained_at", "an unknown date"))
     quality = f", validation {bits:.3f} bits/char" if isinstance(bits, float) else ""
-    return f"Seq2Seq model trained {trained} on {metrics.get('train_pairs', '?')} pairs{quality}."
+    context = " It reads the message before the one it answers too." if metrics.get("context_pairs") else ""
+    return f"Seq2Seq model trained {trained} on {metrics.get('train_pairs', '?')} pairs{quality}.{context}"
 
 
 async def _forget(ctx: CommandContext) -> str:

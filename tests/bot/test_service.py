@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from bot.commands import RETRAIN_UNAVAILABLE
+from bot.commands import COMMANDS, RETRAIN_UNAVAILABLE, CommandContext
 from bot.database import Database, open_database
 from bot.messages import IncomingMessage
 from bot.permissions import Permissions
@@ -201,8 +201,11 @@ async def test_help_lists_every_command(service: ChatService) -> None:
     assert "Unknown command /nope" in await text_of(service, private("/nope"))
 
 
-async def test_model_says_how_it_was_trained(service: ChatService) -> None:
-    assert "8 pairs" in await text_of(service, private("/model"))
+async def test_model_says_how_it_was_trained(service: ChatService, database: Database) -> None:
+    answer = await text_of(service, private("/model"))
+    assert "8 pairs" in answer and "message before" not in answer  # it learned from no context
+    learned_context = CommandContext(private("/model"), "", 1, database, {"train_pairs": 9, "context_pairs": 4})
+    assert (await COMMANDS["model"].run(learned_context)).endswith("reads the message before the one it answers too.")
 
 
 async def test_admin_commands_follow_one_permission_model(service: ChatService) -> None:
