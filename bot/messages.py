@@ -34,6 +34,8 @@ class Reply:
     text: str
     # The logged row of this reply; the adapter reports the platform's id for it once sent.
     row_id: int | None = None
+    # (platform, chat id, thread id) when the reply is its conversation's last turn (bot/recent_turns.py)
+    conversation: tuple[str, str, str | None] | None = None
 
 
 def storable(text: str | None) -> str | None:

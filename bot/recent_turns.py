@@ -6,8 +6,8 @@ in the same chat and thread, if that came within the mining window of it. The bo
 are turns too. Turns are timed by the bot's clock as they arrive (platforms stamp messages to the
 second only). Only the latest turn of each conversation is kept, for the most recently active
 conversations, and nothing survives a restart: a restarted bot's first reply has no context.
-A turn edited is read as edited; one deleted on its platform, or erased by its author's /forget,
-is no one's context.
+A turn edited is read as edited; one deleted on its platform (a reply of the bot's too), or erased
+by its author's /forget, is no one's context.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ class _Turn:
     text: str
     at: float  # the clock's reading when it arrived
     author_id: str | None  # None for the bot's own replies
-    message_id: str | None
+    message_id: str | None  # a reply's once the platform has taken it (see sent)
+    reply_row: int | None = None  # the logged row of a reply of the bot's
 
 
 class RecentTurns:
@@ -45,12 +46,19 @@ class RecentTurns:
         return last.text
 
     def add(self, conversation: Conversation, text: str, author_id: str | None = None,
-            message_id: str | None = None) -> None:
+            message_id: str | None = None, reply_row: int | None = None) -> None:
         """text (by author_id, None for the bot) is now the conversation's last turn."""
-        self._last[conversation] = _Turn(text, self._clock(), author_id, message_id)
+        self._last[conversation] = _Turn(text, self._clock(), author_id, message_id, reply_row)
         self._last.move_to_end(conversation)
         if len(self._last) > self.max_conversations:
             self._last.popitem(last=False)  # the conversation quiet the longest
+
+    def sent(self, conversation: Conversation, reply_row: int, message_id: str) -> None:
+        """The platform took the bot's reply logged as reply_row and gave it message_id (so that
+        deleting it there reaches its turn)."""
+        last = self._last.get(conversation)
+        if last is not None and last.reply_row == reply_row:
+            self._last[conversation] = replace(last, message_id=message_id)
 
     def deleted(self, platform: str, chat_id: str, message_id: str) -> None:
         """A message was deleted: if it is a conversation's last turn, that conversation has none."""

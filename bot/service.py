@@ -119,16 +119,19 @@ class ChatService:
             return None
         row_id = await self.database.write(log_reply, answers=logged, text=answer, created_at=datetime.now(UTC),
                                            model_version_id=self.model_version_id, thread_id=message.thread_id)
-        if spoken and answer != NO_REPLY:
-            self.turns.add(conversation, answer)
+        turn = spoken and answer != NO_REPLY  # the bot's reply is the conversation's last turn
+        if turn:
+            self.turns.add(conversation, answer, reply_row=row_id)
         counted.answered.inc()
         counted.reply_seconds.observe(time.perf_counter() - started)
-        return Reply(answer, row_id)
+        return Reply(answer, row_id, conversation if turn else None)
 
     async def sent(self, reply: Reply, message_id: str) -> None:
         """The platform accepted a reply and gave it this id (so that replies to it are linked)."""
         if reply.row_id is not None:
             await self.database.write(record_sent, row_id=reply.row_id, message_id=message_id)
+            if reply.conversation is not None:
+                self.turns.sent(reply.conversation, reply.row_id, message_id)
 
     def set_notifier(self, platform: str, notifier: Notifier) -> None:
         """Adapters register how to post to one of their chats unprompted."""

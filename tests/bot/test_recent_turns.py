@@ -55,3 +55,14 @@ def test_an_edited_turn_is_read_as_edited() -> None:
     turns.edited("telegram", "g1", "m2", "not this one")
     turns.edited("telegram", "g1", "m1", "hello")
     assert turns.context(CHAT) == "hello"
+
+
+def test_a_reply_of_the_bots_is_deleted_by_the_id_the_platform_gave_it() -> None:
+    turns = RecentTurns(300)
+    turns.add(CHAT, "hi there!", reply_row=7)
+    turns.sent(CHAT, 6, "m6")  # an older reply: not the last turn
+    turns.deleted("telegram", "g1", "m6")
+    assert turns.context(CHAT) == "hi there!"
+    turns.sent(CHAT, 7, "m7")
+    turns.deleted("telegram", "g1", "m7")
+    assert turns.context(CHAT) == ""

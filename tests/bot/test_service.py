@@ -138,6 +138,17 @@ async def test_a_deleted_or_forgotten_message_is_no_ones_context(service: ChatSe
     assert contexts["hello there"] == "" and contexts["what is your name"] == ""
 
 
+async def test_a_reply_of_the_bots_deleted_on_its_platform_is_no_ones_context(service: ChatService) -> None:
+    engine = RecordingEngine(service.engine)  # type: ignore[arg-type]
+    service.engine = engine
+    first = await service.handle(private("hello there"))
+    assert first is not None
+    await service.sent(first, "900")
+    await service.deleted("telegram", "dm-u1", "900", datetime.now(UTC))  # an admin took it down
+    await service.handle(private("how are you"))
+    assert engine.requests[-1] == ("how are you", "")
+
+
 async def test_lone_surrogates_in_text_names_and_titles_are_logged_and_answered(service: ChatService,
                                                                                 database: Database) -> None:
     # JSON may carry half an emoji ("\ud83d"), which no UTF-8 database column can hold
