@@ -29,13 +29,17 @@ class IncomingMessage:
     sent_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
+# (platform, chat id, thread id): a thread is a conversation of its own, as the miner sees it.
+Conversation = tuple[str, str, str | None]
+
+
 @dataclass(frozen=True)
 class Reply:
     text: str
     # The logged row of this reply; the adapter reports the platform's id for it once sent.
     row_id: int | None = None
-    # (platform, chat id, thread id) when the reply is its conversation's last turn (bot/recent_turns.py)
-    conversation: tuple[str, str, str | None] | None = None
+    # Set when the reply is its conversation's last turn (bot/recent_turns.py).
+    conversation: Conversation | None = None
 
 
 def storable(text: str | None) -> str | None:

@@ -17,8 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-# (platform, chat id, thread id): a thread is a conversation of its own, as the miner sees it.
-Conversation = tuple[str, str, str | None]
+from bot.messages import Conversation
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,18 +61,20 @@ class RecentTurns:
 
     def deleted(self, platform: str, chat_id: str, message_id: str) -> None:
         """A message was deleted: if it is a conversation's last turn, that conversation has none."""
-        self._drop(lambda key, turn: key[:2] == (platform, chat_id) and turn.message_id == message_id)
+        for key in self._turns_of_message(platform, chat_id, message_id):
+            del self._last[key]
 
     def edited(self, platform: str, chat_id: str, message_id: str, text: str) -> None:
         """A message was edited: if it is a conversation's last turn, its new text is the context."""
-        for key, turn in self._last.items():
-            if key[:2] == (platform, chat_id) and turn.message_id == message_id:
-                self._last[key] = replace(turn, text=text)
+        for key in self._turns_of_message(platform, chat_id, message_id):
+            self._last[key] = replace(self._last[key], text=text)
 
     def forget_author(self, platform: str, author_id: str) -> None:
         """A person's words are erased (/forget): their turns are no one's context."""
-        self._drop(lambda key, turn: key[0] == platform and turn.author_id == author_id)
-
-    def _drop(self, matches: Callable[[Conversation, _Turn], bool]) -> None:
-        for key in [key for key, turn in self._last.items() if matches(key, turn)]:
+        for key in [key for key, turn in self._last.items() if key[0] == platform and turn.author_id == author_id]:
             del self._last[key]
+
+    def _turns_of_message(self, platform: str, chat_id: str, message_id: str) -> list[Conversation]:
+        """The conversations whose last turn is that message (a scan: edits and deletions are rare)."""
+        return [key for key, turn in self._last.items()
+                if key[:2] == (platform, chat_id) and turn.message_id == message_id]

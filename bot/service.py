@@ -18,7 +18,7 @@ from typing import Protocol
 from bot.commands import COMMANDS, NOT_ADMIN, CommandContext, parse_command
 from bot.database import Database
 from bot.learning import LearningService
-from bot.messages import IncomingMessage, Reply, storable
+from bot.messages import Conversation, IncomingMessage, Reply, storable
 from bot.metrics import BotMetrics
 from bot.permissions import Permissions
 from bot.recent_turns import RecentTurns
@@ -82,7 +82,7 @@ class ChatService:
         counted.seen.inc()
         text = normalize(message.text[:MAX_INPUT_CHARS])
         command = parse_command(text)
-        conversation = (message.platform, message.chat_id, message.thread_id)
+        conversation: Conversation = (message.platform, message.chat_id, message.thread_id)
         spoken = command is None and bool(text)  # a turn of the conversation, which the model may answer
         context = self.turns.context(conversation) if spoken else ""
         # A message addressed to the bot will be answered (unless logging finds it a redelivery), so
