@@ -90,6 +90,14 @@ class GuideRows:
         pulls = self.pulls * (self.replies[:, :, self.step] == tokens.unsqueeze(1))
         return replace(self, pulls=pulls, step=step, active=step < self.replies.size(2) and bool(pulls.any()))
 
+    def draft(self) -> list[int]:
+        """The rest of the neighbour reply the first row follows with the most weight, to its <eos>
+        ([] when it follows none): the reply that greedy decoding is likeliest to write next."""
+        if not self.active or not bool(self.pulls[0].any()):
+            return []
+        rest = self.replies[0, int(self.pulls[0].argmax()), self.step :].tolist()
+        return rest[: rest.index(EOS_ID) + 1] if EOS_ID in rest else rest
+
     def mix(self, log_probs: Tensor, share: float) -> Tensor:
         """log_probs [R, V] of the model's next token -> those of the mixture (log_probs itself
         when no row follows a neighbour's reply any more)."""

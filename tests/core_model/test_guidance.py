@@ -1,3 +1,4 @@
+import itertools
 import math
 from dataclasses import replace
 
@@ -11,6 +12,7 @@ from core_model.model import Seq2Seq
 from core_model.replies import reply_texts
 from core_model.reply_memory import Neighbour, ReplyMemory
 from core_model.reranking import SHARPNESS
+from core_model.serving import packed_for_serving
 from core_model.tokenizer import EOS_ID, GO_ID, PAD_ID, Tokenizer
 from tests.conftest import PAIRS, TINY_MODEL
 
@@ -107,6 +109,29 @@ def test_guided_batched_decode_equals_one_by_one(trained: Seq2Seq, tokenizer: To
     guides += [[], []]
     together = generate(trained, sources, config, guides)
     assert together == [generate(trained, [s], config, [g])[0] for s, g in zip(sources, guides, strict=True)]
+
+
+def test_one_guided_greedy_reply_reads_drafts_to_the_same_reply_as_the_step_by_step_loop(
+        trained: Seq2Seq, tokenizer: Tokenizer) -> None:
+    # One prompt's greedy decoding reads a neighbour's reply in one decoder call and goes on from
+    # where its reply leaves it; a batch decodes a step at a time.
+    n = len(PAIRS)
+    sources = [tokenizer.encode(p.prompt) for p in PAIRS]
+    # each prompt guided by two other prompts' replies, which its own reply leaves at various points
+    guides = [guide(tokenizer, [Neighbour(0.9, "", PAIRS[(i + 1) % n].reply), Neighbour(0.88, "", PAIRS[(i + 3) % n].reply)])
+              for i in range(n)]
+    served = packed_for_serving(trained)  # as the bot decodes: fp16 matrices
+    left_part_way = 0
+    for share, max_length in itertools.product((0.2, 0.4, 0.6), (GREEDY.max_length, 4)):
+        config = replace(GREEDY, neighbour_share=share, max_length=max_length)
+        for model in (trained, served):
+            step_by_step = generate(model, sources, config, guides)
+            assert [generate(model, [s], config, [g])[0] for s, g in zip(sources, guides, strict=True)] == step_by_step
+        for reply, followed in zip(step_by_step, guides, strict=True):
+            for ids, _ in followed:
+                shared = next((k for k, (a, b) in enumerate(zip(reply, ids, strict=False)) if a != b), None)
+                left_part_way += shared is not None and shared > 0
+    assert left_part_way  # some replies took a neighbour's first tokens, then left it
 
 
 def test_hypothesis_scores_are_the_guided_mixtures_log_probability_length_normalised(tokenizer: Tokenizer) -> None:
