@@ -41,10 +41,7 @@ class ModelConfig:
                shares=("dropout",))
         if self.hidden_size % 2:
             raise ValueError("hidden_size must be even (it is split across the two encoder directions)")
-        if self.cell not in ("gru", "lstm"):
-            raise ValueError(f"cell must be 'gru' or 'lstm', not {self.cell!r}")
-        if self.attention not in ("general", "dot", "additive"):
-            raise ValueError(f"unknown attention {self.attention!r}")
+        _check_choices(self, cell=Cell, attention=AttentionScore)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -101,8 +98,7 @@ class TrainConfig:
                shares=("label_smoothing", "source_token_dropout", "source_token_deletion", "ema_decay"))
         if self.min_lr_ratio > 1:
             raise ValueError(f"min_lr_ratio must be at most 1, not {self.min_lr_ratio}")
-        if self.select_by not in get_args(Selection):
-            raise ValueError(f"select_by must be one of {', '.join(get_args(Selection))}, not {self.select_by!r}")
+        _check_choices(self, select_by=Selection)
 
 
 @dataclass(frozen=True)
@@ -146,16 +142,21 @@ class DecodeConfig:
 
     def __post_init__(self) -> None:
         """Raises ValueError naming the first setting out of its range."""
-        if self.strategy not in get_args(Strategy):
-            raise ValueError(f"strategy must be one of {', '.join(get_args(Strategy))}, not {self.strategy!r}")
-        if self.rerank not in get_args(Rerank):
-            raise ValueError(f"rerank must be one of {', '.join(get_args(Rerank))}, not {self.rerank!r}")
+        _check_choices(self, strategy=Strategy, rerank=Rerank)
         # a neighbour_share of 1 would make a reply that no neighbour continues impossible
         _check(self, at_least={"beam_width": 1, "max_length": 1, "min_length": 0, "no_repeat_ngram": 0,
                                "block_prompt_ngram": 0, "top_k": 0, "length_penalty": 0},
                above={"temperature": 0, "top_p": 0}, shares=("neighbour_share",))
         if self.top_p > 1:
             raise ValueError(f"top_p must be at most 1, not {self.top_p}")
+
+
+def _check_choices(config: object, **choices: Any) -> None:
+    """Raise ValueError naming the first setting of config that is not one of its Literal's values."""
+    for name, literal in choices.items():
+        value, allowed = getattr(config, name), get_args(literal)
+        if value not in allowed:
+            raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
 
 
 def _check(config: object, at_least: dict[str, float] | None = None, above: dict[str, float] | None = None,

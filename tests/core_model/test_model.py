@@ -61,7 +61,8 @@ def test_output_layer_shares_the_embedding_matrix(tokenizer: Tokenizer) -> None:
 
 
 @pytest.mark.parametrize(("setting", "value"), [
-    ("vocab_size", 0), ("embedding_dim", 0), ("num_layers", 0), ("dropout", 1.0), ("max_target_tokens", 1)])
+    ("vocab_size", 0), ("embedding_dim", 0), ("num_layers", 0), ("dropout", 1.0), ("max_target_tokens", 1),
+    ("cell", "rnn"), ("attention", "bahdanau")])
 def test_model_settings_out_of_range_are_refused_by_name(setting: str, value: object) -> None:
     with pytest.raises(ValueError, match=setting):
         replace(TINY_MODEL, **{setting: value})
