@@ -72,10 +72,13 @@ def _train_and_score(job: RetrainJob, messages: multiprocessing.Queue[Any]) -> d
     train_config = replace(train_config, select_by="valid_loss", max_seconds=job.max_seconds,
                            max_steps=job.max_steps, threads=job.threads, seed=job.seed, max_epochs=1000, patience=1000)
     callbacks = Callbacks(on_step=on_step, on_eval=on_eval)
+    # The validation share only chooses the epoch and feeds the gate: the bot answers from all the
+    # chats' pairs (a lesson that fell to that share was otherwise missing from the memory).
+    memory = train_pairs + valid_pairs
     if job.full:
-        fitted = fit(train_pairs, valid_pairs, model_config, train_config, job.out, callbacks)
+        fitted = fit(train_pairs, valid_pairs, model_config, train_config, job.out, callbacks, memory_pairs=memory)
     else:
-        fitted = fine_tune(job.base, train_pairs, valid_pairs, train_config, job.out, callbacks)
+        fitted = fine_tune(job.base, train_pairs, valid_pairs, train_config, job.out, callbacks, memory_pairs=memory)
     plot = plot_curves(losses, validations, job.out / PLOT, title=f"Retraining {job.out.name}")
     candidate = checkpoint.load(job.out)
     sources = [source_ids(candidate.tokenizer, prompt, "", candidate.model.config)

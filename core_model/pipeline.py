@@ -92,14 +92,16 @@ def new_model(config: ModelConfig, tokenizer: Tokenizer) -> Seq2Seq:
 
 
 def fine_tune(base: Path, train_pairs: Sequence[Pair], valid_pairs: Sequence[Pair], train_config: TrainConfig,
-              out: Path, callbacks: Callbacks = NO_CALLBACKS) -> FitResult:
+              out: Path, callbacks: Callbacks = NO_CALLBACKS, memory_pairs: Sequence[Pair] | None = None) -> FitResult:
     """Continue training the model folder `base` on new pairs (same tokenizer and shape) into out/.
 
-    The new model's memory holds these pairs only, not the base's: a retrain's pairs come from the
-    conversation logs as they are now, so what a person had erased (/forget) is not carried over."""
+    The new model's memory holds these pairs only (memory_pairs, as for fit()), not the base's: a
+    retrain's pairs come from the conversation logs as they are now, so what a person had erased
+    (/forget) is not carried over."""
     loaded = checkpoint.load(base)
     return _train_into(Path(out), loaded.model, loaded.tokenizer, train_pairs, valid_pairs, train_config,
-                       callbacks, None, train_pairs, context_pairs=int(loaded.metrics.get("context_pairs", 0)))
+                       callbacks, None, train_pairs if memory_pairs is None else memory_pairs,
+                       context_pairs=int(loaded.metrics.get("context_pairs", 0)))
 
 
 def bits_per_char(model_dir: Path, pairs: Sequence[Pair], batch_size: int = 64) -> float:
