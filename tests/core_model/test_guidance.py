@@ -101,6 +101,26 @@ def test_a_strong_guide_has_the_decoder_write_the_neighbours_reply(tokenizer: To
     assert unguided != generate(model, sources, strong, guides)
 
 
+@pytest.mark.parametrize("config", [GREEDY, BEAM, replace(GREEDY, strategy="sample", seed=5)])
+def test_a_neighbours_reply_that_repeats_itself_is_followed_to_its_end(tokenizer: Tokenizer,
+                                                                      config: DecodeConfig) -> None:
+    model = _untrained(tokenizer)
+    with torch.no_grad():
+        model.output_bias[EOS_ID] = -1e4
+        model.output_bias[10] = 1e4  # the model wants token 10 forever
+    refrain = [20, 21, 22, 20, 21, 22, 23]  # repeats the 3-gram 20 21 22
+    sources = [tokenizer.encode(p.prompt) for p in PAIRS[:2]]
+    # sampling strays with a chance of 1e-6 a token
+    blocking = replace(config, no_repeat_ngram=3, neighbour_share=0.999999, max_length=8)
+    # one prompt (greedy reads the draft in one call)
+    assert generate(model, sources[:1], blocking, [[(refrain + [EOS_ID], 1.0)]]) == [refrain]
+    # and a batch, whose other prompt follows no neighbour: its reply still may not repeat itself
+    following, alone = generate(model, sources, blocking, [[(refrain + [EOS_ID], 1.0)], []])
+    assert following == refrain
+    trigrams = list(zip(alone, alone[1:], alone[2:], strict=False))
+    assert alone[:2] == [10, 10] and len(alone) == 8 and len(trigrams) == len(set(trigrams))
+
+
 @pytest.mark.parametrize("config", [GREEDY, BEAM])
 def test_guided_batched_decode_equals_one_by_one(trained: Seq2Seq, tokenizer: Tokenizer, config: DecodeConfig) -> None:
     sources = [tokenizer.encode(p.prompt) for p in PAIRS] + [[]]
