@@ -107,9 +107,9 @@ class DecodeConfig:
 
     # Greedy decoding guided by the replies of the nearest training prompts (core_model/guidance.py).
     # Beam search of 5, guided so and reranked by agreement with those replies (with greedy's reply
-    # among its candidates), takes three times as long and scored no better: on 600 pairs held out
-    # of the Korean train.tsv (a model trained 600 s on the rest), 28.02 against 28.03 for greedy;
-    # on the Korean valid.tsv, 27.08 against 27.92 with that model, 28.11 against 28.43 and 28.19
+    # among its candidates), takes three times as long and scored no better, both at neighbour
+    # share 0.5: on 600 pairs held out of the Korean train.tsv (a model trained 600 s on the rest),
+    # 28.02 against 28.03 for greedy; on the Korean valid.tsv, 27.08 against 27.92 with that model, 28.11 against 28.43 and 28.19
     # against 29.11 with two trained on all of train.tsv, and greedy scored higher for 21 of the 23
     # epochs of one training run; on ccc_chitchat's valid.tsv, 11.76 against 12.13. The better the
     # model, the more greedy gained: beam search's reranking held its reply near the neighbours'
