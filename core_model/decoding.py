@@ -162,6 +162,16 @@ def _next_scores(scores: Tensor, guides: GuideRows | None, generated: Tensor, pr
     return scores
 
 
+def _choice_scores(logits: Tensor, guides: GuideRows | None, generated: Tensor, prompts: Tensor,
+                   config: DecodeConfig) -> Tensor:
+    """_next_scores() for greedy decoding and sampling, from the model's logits [R, V]. The
+    mixture's log-probabilities serve as its logits. Once no reply follows a neighbour's, the
+    mixture is the model's distribution, which its logits give as they are."""
+    if guides is not None and guides.active:
+        logits = torch.log_softmax(logits, dim=-1)
+    return _next_scores(logits, guides, generated, prompts, config)
+
+
 def _strip(row: list[int]) -> list[int]:
     for end, token in enumerate(row):
         if token in (EOS_ID, PAD_ID):
@@ -189,12 +199,7 @@ def _step_by_step(model: Seq2Seq, memory: Memory, state: State, src: Tensor, gui
     generated = torch.empty((B, 0), dtype=torch.long)
     for _ in range(max_length):
         logits, state = model.decode_step(tokens, state, memory)  # [R, V]
-        logits = logits.float()
-        # The mixture's log-probabilities serve as its logits. Once no reply follows a neighbour's,
-        # the mixture is the model's distribution, which its logits give as they are.
-        if guides is not None and guides.active:
-            logits = torch.log_softmax(logits, dim=-1)
-        logits = _next_scores(logits, guides, generated, src, config)
+        logits = _choice_scores(logits.float(), guides, generated, src, config)
         tokens = _sample(logits, config, generator) if config.strategy == "sample" else argmax_rows(logits)
         generated = torch.cat([generated, tokens.unsqueeze(1)], dim=1)  # [R, t+1]
         guides = guides.advance(tokens) if guides is not None else None
@@ -237,10 +242,7 @@ def _greedy_reading_drafts(model: Seq2Seq, memory: Memory, state: State, src: Te
         features, state_after_all = model.decode(torch.tensor([inputs]), state, memory)  # [1, T, H]
         logits = model.logits(features[0]).float()  # [T, V]
         for position in range(len(inputs)):
-            scores = logits[position : position + 1]  # [1, V]
-            if guides.active:
-                scores = torch.log_softmax(scores, dim=-1)
-            scores = _next_scores(scores, guides, generated, src, config)
+            scores = _choice_scores(logits[position : position + 1], guides, generated, src, config)  # [1, V]
             chosen = argmax_rows(scores)  # [1]
             generated = torch.cat([generated, chosen.unsqueeze(1)], dim=1)
             guides = guides.advance(chosen)
