@@ -76,7 +76,7 @@ def fit(
         tokenizer = Tokenizer.train(texts, vocab_size=model_config.vocab_size)
         model = new_model(model_config, tokenizer)
     return _train_into(out, model, tokenizer, train_pairs, valid_pairs, train_config, callbacks, state,
-                       train_pairs if memory_pairs is None else memory_pairs, context_pairs=0)
+                       memory_pairs, context_pairs=0)
 
 
 def new_model(config: ModelConfig, tokenizer: Tokenizer) -> Seq2Seq:
@@ -100,8 +100,7 @@ def fine_tune(base: Path, train_pairs: Sequence[Pair], valid_pairs: Sequence[Pai
     (/forget) is not carried over."""
     loaded = checkpoint.load(base)
     return _train_into(Path(out), loaded.model, loaded.tokenizer, train_pairs, valid_pairs, train_config,
-                       callbacks, None, train_pairs if memory_pairs is None else memory_pairs,
-                       context_pairs=int(loaded.metrics.get("context_pairs", 0)))
+                       callbacks, None, memory_pairs, context_pairs=int(loaded.metrics.get("context_pairs", 0)))
 
 
 def bits_per_char(model_dir: Path, pairs: Sequence[Pair], batch_size: int = 64) -> float:
@@ -136,12 +135,14 @@ def _reply_scorer(tokenizer: Tokenizer, config: ModelConfig,
 
 def _train_into(out: Path, model: Seq2Seq, tokenizer: Tokenizer, train_pairs: Sequence[Pair],
                 valid_pairs: Sequence[Pair], train_config: TrainConfig, callbacks: Callbacks,
-                state: TrainState | None, memory_pairs: Sequence[Pair], context_pairs: int) -> FitResult:
-    """context_pairs: those the model had learned from before (a fine-tuned base's)."""
+                state: TrainState | None, memory_pairs: Sequence[Pair] | None, context_pairs: int) -> FitResult:
+    """memory_pairs: the pairs the memory keeps (the training pairs when None). context_pairs:
+    those the model had learned from before (a fine-tuned base's)."""
     config = model.config
     train_examples = encode_pairs(train_pairs, tokenizer, config)
     valid_examples = encode_pairs(valid_pairs, tokenizer, config)
-    memory = ReplyMemory([p.prompt for p in memory_pairs], [p.reply for p in memory_pairs])  # saved with the model
+    kept = train_pairs if memory_pairs is None else memory_pairs
+    memory = ReplyMemory([p.prompt for p in kept], [p.reply for p in kept])  # saved with the model
 
     def save_best(best: Seq2Seq, progress: TrainState) -> None:
         checkpoint.save(out, best, tokenizer, {"train_pairs": len(train_examples), "epoch": progress.epoch,
