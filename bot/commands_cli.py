@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 from core_model.corpora import load_pairs
 from core_model.engine import InferenceEngine
 from core_model.pipeline import fit, split_validation
+from core_model.reply_memory import ReplyMemory
 
 
 def dispatch(args: argparse.Namespace, settings: Settings) -> int:
@@ -65,7 +66,7 @@ def train(args: argparse.Namespace, settings: Settings) -> int:
     else:
         train_pairs, valid_pairs = split_validation(pairs)
     result = fit(train_pairs, valid_pairs, model_config, train_config, args.out,
-                 progress_callbacks(), resume=args.resume, memory_pairs=pairs)
+                 progress_callbacks(), resume=args.resume, memory=ReplyMemory.of(pairs))
     metrics = {"out": str(result.out), **result.metrics()}
     if args.json:
         emit_json(metrics)

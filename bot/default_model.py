@@ -12,6 +12,7 @@ from core_model import checkpoint
 from core_model.corpora import bundled_corpus
 from core_model.pipeline import fit, split_validation
 from core_model.presets import PRESETS
+from core_model.reply_memory import ReplyMemory
 
 log = logging.getLogger(__name__)
 
@@ -47,5 +48,5 @@ def ensure_default_model(path: Path, seconds: float, threads: int | None = None)
     model_config = replace(model_config, vocab_size=3000)
     pairs = bundled_corpus()
     train_pairs, valid_pairs = split_validation(pairs)
-    fit(train_pairs, valid_pairs, model_config, train_config, path, progress_callbacks(), memory_pairs=pairs)
+    fit(train_pairs, valid_pairs, model_config, train_config, path, progress_callbacks(), memory=ReplyMemory.of(pairs))
     return path

@@ -50,6 +50,7 @@ def _train_and_score(job: RetrainJob, messages: multiprocessing.Queue[Any]) -> d
     from core_model.pipeline import bits_per_char, fine_tune, fit
     from core_model.presets import PRESETS
     from core_model.replies import reply_texts
+    from core_model.reply_memory import ReplyMemory
     from core_model.training import Callbacks, EvalStats, StepStats
 
     train_pairs, valid_pairs = load_pairs([job.train_tsv]), load_pairs([job.valid_tsv])
@@ -72,13 +73,16 @@ def _train_and_score(job: RetrainJob, messages: multiprocessing.Queue[Any]) -> d
     train_config = replace(train_config, select_by="valid_loss", max_seconds=job.max_seconds,
                            max_steps=job.max_steps, threads=job.threads, seed=job.seed, max_epochs=1000, patience=1000)
     callbacks = Callbacks(on_step=on_step, on_eval=on_eval)
-    # The validation share only chooses the epoch and feeds the gate: the bot answers from all the
-    # chats' pairs (a lesson that fell to that share was otherwise missing from the memory).
-    memory = train_pairs + valid_pairs
+    # The bot answers from the active model's base pairs (its corpus) and from the chats' pairs as
+    # the logs hold them now, not as an earlier retrain learned them (/forget may have erased some).
+    # The validation share only chooses the epoch and feeds the gate: its pairs are the bot's to
+    # answer from too (a lesson that fell to that share was otherwise missing from the memory).
+    active = checkpoint.load_memory(job.base) or ReplyMemory([], [])
+    memory = active.with_learned(train_pairs + valid_pairs)
     if job.full:
-        fitted = fit(train_pairs, valid_pairs, model_config, train_config, job.out, callbacks, memory_pairs=memory)
+        fitted = fit(train_pairs, valid_pairs, model_config, train_config, job.out, callbacks, memory=memory)
     else:
-        fitted = fine_tune(job.base, train_pairs, valid_pairs, train_config, job.out, callbacks, memory_pairs=memory)
+        fitted = fine_tune(job.base, train_pairs, valid_pairs, train_config, job.out, callbacks, memory=memory)
     plot = plot_curves(losses, validations, job.out / PLOT, title=f"Retraining {job.out.name}")
     candidate = checkpoint.load(job.out)
     sources = [source_ids(candidate.tokenizer, prompt, "", candidate.model.config)

@@ -138,6 +138,11 @@ def _existing(path: Path) -> Path:
     return path
 
 
+def load_memory(path: Path | str) -> ReplyMemory | None:
+    """The memory of the model folder path, without loading its weights (None if it has none)."""
+    return _read_memory(Path(path) / MEMORY)
+
+
 def _read_memory(path: Path) -> ReplyMemory | None:
     if not path.exists():
         return None

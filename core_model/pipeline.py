@@ -56,14 +56,14 @@ def fit(
     out: Path,
     callbacks: Callbacks = NO_CALLBACKS,
     resume: bool = False,
-    memory_pairs: Sequence[Pair] | None = None,
+    memory: ReplyMemory | None = None,
 ) -> FitResult:
     """Train from scratch (or resume from out/), saving the best weights to out/ after every epoch.
 
-    memory_pairs: the pairs the model folder's memory offers replies from (the training pairs
-    unless given). Validation pairs split off the training data choose the epoch, and are then as
-    much the bot's to answer from as the rest: the memory takes them all (a prompt of the bundled
-    small talk that fell to the validation share was otherwise answered by some other pair)."""
+    memory: the pairs the model folder's memory offers replies from (the training pairs unless
+    given). Validation pairs split off the training data choose the epoch, and are then as much the
+    bot's to answer from as the rest: the memory takes them all (a prompt of the bundled small talk
+    that fell to the validation share was otherwise answered by some other pair)."""
     out = Path(out)
     state: TrainState | None = None
     if resume and (out / checkpoint.TRAIN_STATE).exists():
@@ -76,7 +76,7 @@ def fit(
         tokenizer = Tokenizer.train(texts, vocab_size=model_config.vocab_size)
         model = new_model(model_config, tokenizer)
     return _train_into(out, model, tokenizer, train_pairs, valid_pairs, train_config, callbacks, state,
-                       memory_pairs, context_pairs=0)
+                       memory, context_pairs=0)
 
 
 def new_model(config: ModelConfig, tokenizer: Tokenizer) -> Seq2Seq:
@@ -92,15 +92,15 @@ def new_model(config: ModelConfig, tokenizer: Tokenizer) -> Seq2Seq:
 
 
 def fine_tune(base: Path, train_pairs: Sequence[Pair], valid_pairs: Sequence[Pair], train_config: TrainConfig,
-              out: Path, callbacks: Callbacks = NO_CALLBACKS, memory_pairs: Sequence[Pair] | None = None) -> FitResult:
+              out: Path, callbacks: Callbacks = NO_CALLBACKS, memory: ReplyMemory | None = None) -> FitResult:
     """Continue training the model folder `base` on new pairs (same tokenizer and shape) into out/.
 
-    The new model's memory holds these pairs only (memory_pairs, as for fit()), not the base's: a
-    retrain's pairs come from the conversation logs as they are now, so what a person had erased
-    (/forget) is not carried over."""
+    memory: as for fit(). A retrain gives the base's base pairs and the chats' pairs as the logs
+    hold them now (ReplyMemory.with_learned), so that what a person had erased (/forget) is not
+    carried over."""
     loaded = checkpoint.load(base)
     return _train_into(Path(out), loaded.model, loaded.tokenizer, train_pairs, valid_pairs, train_config,
-                       callbacks, None, memory_pairs, context_pairs=int(loaded.metrics.get("context_pairs", 0)))
+                       callbacks, None, memory, context_pairs=int(loaded.metrics.get("context_pairs", 0)))
 
 
 def bits_per_char(model_dir: Path, pairs: Sequence[Pair], batch_size: int = 64) -> float:
@@ -135,14 +135,13 @@ def _reply_scorer(tokenizer: Tokenizer, config: ModelConfig,
 
 def _train_into(out: Path, model: Seq2Seq, tokenizer: Tokenizer, train_pairs: Sequence[Pair],
                 valid_pairs: Sequence[Pair], train_config: TrainConfig, callbacks: Callbacks,
-                state: TrainState | None, memory_pairs: Sequence[Pair] | None, context_pairs: int) -> FitResult:
-    """memory_pairs: the pairs the memory keeps (the training pairs when None). context_pairs:
-    those the model had learned from before (a fine-tuned base's)."""
+                state: TrainState | None, memory: ReplyMemory | None, context_pairs: int) -> FitResult:
+    """memory: saved with the model (one of the training pairs when None). context_pairs: those
+    the model had learned from before (a fine-tuned base's)."""
     config = model.config
     train_examples = encode_pairs(train_pairs, tokenizer, config)
     valid_examples = encode_pairs(valid_pairs, tokenizer, config)
-    kept = train_pairs if memory_pairs is None else memory_pairs
-    memory = ReplyMemory([p.prompt for p in kept], [p.reply for p in kept])  # saved with the model
+    memory = memory or ReplyMemory.of(train_pairs)
 
     def save_best(best: Seq2Seq, progress: TrainState) -> None:
         checkpoint.save(out, best, tokenizer, {"train_pairs": len(train_examples), "epoch": progress.epoch,

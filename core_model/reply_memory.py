@@ -7,6 +7,13 @@ vectors: the nearest prompt's reply scored chrF 28.2 against 27.4 on the Korean 
 against 27.0 on 600 pairs held out of train.tsv (k1 and b from 0.5 to 2 and 0.3 to 1 all scored
 27.4-28.5). Reranking uses the replies of the nearest prompts to choose among beam search's
 candidates (core_model/reranking.py): the model still writes every reply.
+
+A memory's first pairs may be its base: those the model was built with (its training corpus),
+rather than learned from the chats. A retrained model's memory keeps them and takes the chats'
+pairs as they are now (with_learned). Before, a retrain on a hundred chat pairs left a memory of
+those and as many replayed corpus pairs; the default model, given such a memory, answered "hello"
+with "Only if we're programmed to." and "thanks" with "Mary Shelley." (with its own: "Hi" and
+"You're welcome!").
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from functools import cached_property
 
 import numpy as np
 import torch
+
+from core_model.corpora import Pair
 
 ORDERS = (1, 2, 3)
 K1, B = 1.2, 0.75  # BM25's usual saturation of repeated n-grams and normalisation by prompt length
@@ -58,14 +67,32 @@ class ReplyMemory:
     """Training pairs; their index is built when first needed, so loading a model folder only to
     read its metrics or weights (retraining, version checks) does not pay for it."""
 
-    def __init__(self, prompts: Sequence[str], replies: Sequence[str]) -> None:
+    def __init__(self, prompts: Sequence[str], replies: Sequence[str], base: int | None = None) -> None:
+        """base: how many of the first pairs are the memory's base (all of them unless given)."""
         if len(prompts) != len(replies):
             raise ValueError("prompts and replies differ in number")
+        if base is not None and not 0 <= base <= len(prompts):
+            raise ValueError(f"base must count 0 to {len(prompts)} pairs")
         self._given = (list(prompts), list(replies))
+        self._base = len(prompts) if base is None else base
         # the token ids of the replies kept, all in one array; those of reply i are
         # _reply_ids[_reply_starts[i]:_reply_starts[i + 1]]
         self._reply_ids: np.ndarray | None = None
         self._reply_starts: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, pairs: Sequence[Pair]) -> ReplyMemory:
+        """A memory of pairs, all of them its base."""
+        return cls([p.prompt for p in pairs], [p.reply for p in pairs])
+
+    def with_learned(self, pairs: Sequence[Pair]) -> ReplyMemory:
+        """A memory of this one's base pairs, then of pairs learned from the chats that are not
+        among them. The learned pairs come last, so that the n-gram budget keeps them first."""
+        base_prompts, base_replies = (given[: self._base] for given in self._given)
+        known = set(zip(base_prompts, base_replies, strict=True))
+        learned = [p for p in pairs if (p.prompt, p.reply) not in known]
+        return ReplyMemory(base_prompts + [p.prompt for p in learned], base_replies + [p.reply for p in learned],
+                           base=len(base_prompts))
 
     @property
     def prompts(self) -> list[str]:
@@ -154,7 +181,10 @@ class ReplyMemory:
         return self._reply_ids[self._reply_starts[i] : self._reply_starts[i + 1]].tolist()
 
     def to_json(self) -> str:
-        return json.dumps({"prompts": self.prompts, "replies": self.replies}, ensure_ascii=False)
+        """The pairs kept, and how many of them are base pairs (the budget drops the oldest first)."""
+        dropped = len(self._given[0]) - len(self.prompts)
+        return json.dumps({"prompts": self.prompts, "replies": self.replies, "base": max(self._base - dropped, 0)},
+                          ensure_ascii=False)
 
     @classmethod
     def from_json(cls, text: str) -> ReplyMemory:
@@ -164,7 +194,10 @@ class ReplyMemory:
                 isinstance(data.get(key), list) and all(isinstance(item, str) for item in data[key])
                 for key in ("prompts", "replies")):
             raise ValueError("expected an object with the lists of strings 'prompts' and 'replies'")
-        return cls(data["prompts"], data["replies"])
+        base = data.get("base")  # absent from memories written before there was a base: all of them
+        if base is not None and (not isinstance(base, int) or isinstance(base, bool)):
+            raise ValueError("expected 'base' to be a number of pairs")
+        return cls(data["prompts"], data["replies"], base)
 
 
 def _idf(prompts: int, document_frequency: np.ndarray) -> np.ndarray:

@@ -341,3 +341,36 @@ async def test_a_promoted_model_answers_with_what_the_chats_taught_it(database: 
     assert before != taught and await engine.reply(prompt) == taught
     # ...because it has learnt the lesson: the taught reply became far more probable
     assert bits_per_char(engine.model_path, lesson) < 0.5 * bits_per_char(base, lesson)
+
+
+async def test_a_retrained_memory_keeps_the_base_pairs_and_the_chats_as_the_logs_hold_them(
+        database: Database, engine: InferenceEngine, tmp_path: Path) -> None:
+    from core_model.checkpoint import load_memory
+    from core_model.reply_memory import ReplyMemory
+    from storage.people import forget_person
+
+    # The live model was built with a pair no chat holds.
+    corpus_only = Pair("what is the capital of france", "paris")
+    (engine.model_path / "memory.json").write_text(ReplyMemory.of([*PAIRS, corpus_only]).to_json(), encoding="utf-8")
+    with database.sessions.begin() as session:
+        for chat in range(3):
+            for offset, (author, text) in enumerate([("asker", "what's the secret word?"), ("leaver", "swordfish")]):
+                log_incoming(session, platform="telegram", chat_id=f"s{chat}", chat_kind=ChatKind.GROUP,
+                             chat_title=None, author_id=author, author_name=None, message_id=f"s{offset}",
+                             text=text, created_at=T0 + timedelta(days=20, minutes=chat, seconds=offset * 10))
+    service = learning(database, engine, tmp_path, train_steps=2)
+
+    def remembered() -> set[tuple[str, str]]:
+        memory = load_memory(engine.model_path)
+        assert memory is not None
+        return set(zip(memory.prompts, memory.replies, strict=True))
+
+    assert (await service.retrain(RunTrigger.CLI)).status == "promoted"
+    assert {("what's the secret word?", "swordfish"), (corpus_only.prompt, corpus_only.reply)} <= remembered()
+    assert {(p.prompt, p.reply) for p in PAIRS} <= remembered()
+    assert await engine.reply(corpus_only.prompt) == corpus_only.reply
+    with database.sessions.begin() as session:
+        forget_person(session, platform="telegram", external_id="leaver", now=datetime.now(UTC))
+    assert (await service.retrain(RunTrigger.CLI, force=True)).status == "promoted"  # no new pairs since
+    assert ("what's the secret word?", "swordfish") not in remembered()  # erased from the chats: forgotten
+    assert (corpus_only.prompt, corpus_only.reply) in remembered()  # the base pairs stay

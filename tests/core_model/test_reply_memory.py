@@ -3,6 +3,7 @@ import json
 import pytest
 
 from core_model import reply_memory
+from core_model.corpora import Pair
 from core_model.reply_memory import ReplyMemory
 
 PROMPTS = ["오늘 날씨 어때?", "배고파", "배가 너무 고파요", "hello there", "what is your name?"]
@@ -78,9 +79,32 @@ def test_json_round_trip(memory: ReplyMemory) -> None:
     assert again.nearest("배고파", 1) == memory.nearest("배고파", 1)
 
 
+def test_with_learned_keeps_the_base_pairs_and_takes_the_new_ones_after_them() -> None:
+    built = ReplyMemory.of([Pair(p, r) for p, r in zip(PROMPTS[:3], REPLIES[:3], strict=True)])
+    first = built.with_learned([Pair("secret?", "swordfish"), Pair(PROMPTS[0], REPLIES[0])])  # one is a base pair
+    assert first.prompts == [*PROMPTS[:3], "secret?"]
+    # a later retrain learns from the chats as they are then: the earlier lesson is not carried over
+    second = ReplyMemory.from_json(first.to_json()).with_learned([Pair("bye", "see you")])
+    assert (second.prompts, second.replies) == ([*PROMPTS[:3], "bye"], [*REPLIES[:3], "see you"])
+
+
+def test_the_base_survives_json_and_the_budget_drops_its_oldest_pairs_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    memory = ReplyMemory(PROMPTS, REPLIES, base=3)
+    assert json.loads(memory.to_json())["base"] == 3
+    assert ReplyMemory.from_json(memory.to_json()).with_learned([]).prompts == PROMPTS[:3]
+    # a memory written before it had a base: all of its pairs are
+    old = json.dumps({"prompts": PROMPTS, "replies": REPLIES})
+    assert ReplyMemory.from_json(old).with_learned([]).prompts == PROMPTS
+    monkeypatch.setattr(reply_memory, "MAX_NGRAMS", sum(len(reply_memory._grams(p)) for p in PROMPTS[1:]))
+    trimmed = ReplyMemory.from_json(ReplyMemory(PROMPTS, REPLIES, base=3).to_json())
+    assert trimmed.prompts == PROMPTS[1:] and trimmed.with_learned([]).prompts == PROMPTS[1:3]
+
+
 @pytest.mark.parametrize("text", ["not json", "[]", json.dumps({"prompts": ["a"]}),
                                   json.dumps({"prompts": [1], "replies": ["a"]}),
-                                  json.dumps({"prompts": ["a", "b"], "replies": ["a"]})])
+                                  json.dumps({"prompts": ["a", "b"], "replies": ["a"]}),
+                                  json.dumps({"prompts": ["a"], "replies": ["b"], "base": 2}),
+                                  json.dumps({"prompts": ["a"], "replies": ["b"], "base": "1"})])
 def test_a_malformed_memory_is_a_value_error(text: str) -> None:
     with pytest.raises(ValueError):
         ReplyMemory.from_json(text)

@@ -102,9 +102,10 @@ def test_a_model_reads_context_once_it_or_its_base_learned_from_pairs_with_one(
 def test_fit_can_remember_more_pairs_than_it_trains_on(tmp_path: Path, tiny_train_config: TrainConfig) -> None:
     from core_model import checkpoint
     from core_model.pipeline import fit
+    from core_model.reply_memory import ReplyMemory
 
     fitted = fit(PAIRS[:5], PAIRS[5:], TINY_MODEL, replace(tiny_train_config, max_steps=2), tmp_path / "m",
-                 memory_pairs=PAIRS)
+                 memory=ReplyMemory.of(PAIRS))
     memory = checkpoint.load(tmp_path / "m").memory
     assert fitted.train_pairs == 5
     assert memory is not None and memory.prompts == [p.prompt for p in PAIRS]
