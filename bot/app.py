@@ -22,8 +22,9 @@ from bot.permissions import Permissions
 from bot.retrain_schedule import schedule_retraining
 from bot.service import ChatService, ReplyEngine
 from bot.settings import Settings
+from core_model.checkpoint import load_memory
 from core_model.config import DecodeConfig
-from core_model.corpora import bundled_corpus
+from core_model.corpora import Pair, bundled_corpus
 from core_model.engine import InferenceEngine
 from core_model.process_engine import ProcessEngine
 from core_model.serving import keep_collector_off_live_objects
@@ -64,13 +65,22 @@ def build_learning(settings: Settings, database: Database, engine: SwappableEngi
         tolerance_bits=settings.retrain_tolerance_bits, train_seconds=settings.retrain_seconds,
         threads=settings.retrain_threads, replay_ratio=settings.retrain_replay_ratio,
         keep_versions=settings.keep_model_versions)
-    learning = LearningService(database, engine, options, mining_rules(settings), base_pairs=bundled_corpus)
+    learning = LearningService(database, engine, options, mining_rules(settings),
+                               base_pairs=lambda: replay_pairs(engine.model_path))
     if service is not None:
         service.learning = learning
         learning.on_promoted.append(lambda version: setattr(service, "model_version_id", version.id))
         learning.on_outcome.append(lambda outcome: service.metrics.last_retrain.info(
             {"status": outcome.status, "version": outcome.version or ""}))
     return learning
+
+
+def replay_pairs(model_dir: Path) -> list[Pair]:
+    """The pairs a retrain replays so that the model keeps what it was built with: the live model's
+    base pairs (its corpus, core_model/reply_memory.py), or the bundled corpus for a model folder
+    that has none."""
+    memory = load_memory(model_dir)
+    return (memory.base_pairs() if memory else []) or bundled_corpus()
 
 
 async def follow_registry(database: Database, engine: SwappableEngine, every_seconds: float = 30.0) -> None:

@@ -1,7 +1,7 @@
 """The learning loop: retrain on mined pairs in a child process, promote only through the quality gate.
 
 One run: take the retrain lease → snapshot the mined pairs (size and hash recorded) → hold out a
-stable validation share → mix in a replay share of the base corpus → fine-tune the active model
+stable validation share → mix in a replay share of the active model's corpus → fine-tune the active model
 in a child process → score candidate and active model on the same validation pairs and canary
 prompts → promote (version row, engine swap) or reject, saying why → release the lease.
 """

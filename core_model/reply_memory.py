@@ -85,14 +85,17 @@ class ReplyMemory:
         """A memory of pairs, all of them its base."""
         return cls([p.prompt for p in pairs], [p.reply for p in pairs])
 
+    def base_pairs(self) -> list[Pair]:
+        return [Pair(prompt, reply) for prompt, reply in zip(*(given[: self._base] for given in self._given),
+                                                               strict=True)]
+
     def with_learned(self, pairs: Sequence[Pair]) -> ReplyMemory:
         """A memory of this one's base pairs, then of pairs learned from the chats that are not
         among them. The learned pairs come last, so that the n-gram budget keeps them first."""
-        base_prompts, base_replies = (given[: self._base] for given in self._given)
-        known = set(zip(base_prompts, base_replies, strict=True))
-        learned = [p for p in pairs if (p.prompt, p.reply) not in known]
-        return ReplyMemory(base_prompts + [p.prompt for p in learned], base_replies + [p.reply for p in learned],
-                           base=len(base_prompts))
+        base = self.base_pairs()
+        known = {(p.prompt, p.reply) for p in base}
+        kept = base + [p for p in pairs if (p.prompt, p.reply) not in known]
+        return ReplyMemory([p.prompt for p in kept], [p.reply for p in kept], base=len(base))
 
     @property
     def prompts(self) -> list[str]:

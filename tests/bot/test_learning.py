@@ -374,3 +374,13 @@ async def test_a_retrained_memory_keeps_the_base_pairs_and_the_chats_as_the_logs
     assert (await service.retrain(RunTrigger.CLI, force=True)).status == "promoted"  # no new pairs since
     assert ("what's the secret word?", "swordfish") not in remembered()  # erased from the chats: forgotten
     assert (corpus_only.prompt, corpus_only.reply) in remembered()  # the base pairs stay
+
+
+def test_a_retrain_replays_the_live_models_own_corpus(model_dir: Path, tmp_path: Path) -> None:
+    from bot.app import replay_pairs
+    from core_model.corpora import bundled_corpus
+
+    assert replay_pairs(model_dir) == PAIRS  # its base pairs, whatever it was trained on
+    bare = shutil.copytree(model_dir, tmp_path / "bare")
+    (bare / "memory.json").unlink()
+    assert replay_pairs(bare) == bundled_corpus()  # a folder without a memory: the bundled corpus
