@@ -51,6 +51,7 @@ def _train_and_score(job: RetrainJob, messages: multiprocessing.Queue[Any]) -> d
     from core_model.presets import PRESETS
     from core_model.replies import reply_texts
     from core_model.reply_memory import ReplyMemory
+    from core_model.serving import served_memory
     from core_model.training import Callbacks, EvalStats, StepStats
 
     train_pairs, valid_pairs = load_pairs([job.train_tsv]), load_pairs([job.valid_tsv])
@@ -87,7 +88,8 @@ def _train_and_score(job: RetrainJob, messages: multiprocessing.Queue[Any]) -> d
     candidate = checkpoint.load(job.out)
     sources = [source_ids(candidate.tokenizer, prompt, "", candidate.model.config)
                for prompt in CANARIES]
-    replies = reply_texts(candidate.model, candidate.tokenizer, sources, DecodeConfig(strategy="greedy"))
+    # as the bot would answer them: default decoding, guided by the new memory
+    replies = reply_texts(candidate.model, candidate.tokenizer, sources, DecodeConfig(), served_memory(candidate))
     return {
         "candidate_bits_per_char": bits_per_char(job.out, valid_pairs),
         "active_bits_per_char": bits_per_char(job.base, valid_pairs),

@@ -12,6 +12,7 @@ import pytest
 
 from bot.database import Database, open_database
 from bot.learning import LEASE, LearningOptions, LearningService, RetrainOutcome
+from bot.retrain_worker import CANARIES
 from core_model.config import DecodeConfig
 from core_model.corpora import Pair
 from core_model.engine import InferenceEngine
@@ -77,6 +78,20 @@ async def test_retrain_promotes_a_candidate_and_swaps_it_in(database: Database, 
     assert versions == {"v0001": VersionStatus.RETIRED, "v0002": VersionStatus.ACTIVE}
     assert run is not None and run.status == RunStatus.SUCCEEDED and run.progress.get("step", 0) >= 0
     assert "bits/char" in outcome.message
+
+
+async def test_the_gate_reads_the_canaries_replies_as_the_bot_would_give_them(
+        database: Database, engine: InferenceEngine, tmp_path: Path) -> None:
+    from core_model.reply_memory import ReplyMemory
+
+    # The live model's corpus answers a canary prompt in words its weights never learned: only
+    # decoding guided by the memory (the bot's) writes them.
+    taught = Pair("hello", "greetings, friend")
+    (engine.model_path / "memory.json").write_text(ReplyMemory.of([*PAIRS, taught]).to_json(), encoding="utf-8")
+    outcome = await learning(database, engine, tmp_path).retrain(RunTrigger.CLI)
+    assert outcome.status == "promoted", outcome.message
+    canaries = dict(zip(CANARIES, (outcome.figures or {})["canary_replies"], strict=True))
+    assert canaries["hello"] == await engine.reply("hello") == taught.reply
 
 
 async def test_rejected_candidate_never_serves(database: Database, engine: InferenceEngine, tmp_path: Path) -> None:
