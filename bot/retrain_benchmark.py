@@ -30,7 +30,7 @@ from bot.settings import Settings
 from core_model.config import DecodeConfig
 from core_model.corpora import Pair, load_pairs
 from core_model.replies import reply_texts
-from core_model.serving import load_for_serving, served_source
+from core_model.serving import load_for_serving, served_memory, served_source
 from storage.models import Chat, ChatKind, Message, Person, RunTrigger
 
 DATA = "korean_chatbot/train.tsv"
@@ -76,11 +76,11 @@ def _replies_changed(before: Path, after: Path, mined: list[Pair], sample: int =
     corpus = replay_pairs(before)
     own = [corpus[i * len(corpus) // sample] for i in range(min(sample, len(corpus)))]
     learnt = [mined[i * len(mined) // sample] for i in range(min(sample, len(mined)))]
-    replies = {}
+    replies: dict[str, list[str]] = {}
     for name, path in (("before", before), ("after", after)):
         loaded = load_for_serving(path)
         sources = [served_source(loaded, p.prompt, "") for p in own + learnt]
-        replies[name] = reply_texts(loaded.model, loaded.tokenizer, sources, DecodeConfig(), loaded.memory)
+        replies[name] = reply_texts(loaded.model, loaded.tokenizer, sources, DecodeConfig(), served_memory(loaded))
 
     def share(matches: list[bool]) -> float:
         return round(sum(matches) / max(len(matches), 1), 3)

@@ -95,9 +95,9 @@ def fine_tune(base: Path, train_pairs: Sequence[Pair], valid_pairs: Sequence[Pai
               out: Path, callbacks: Callbacks = NO_CALLBACKS, memory: ReplyMemory | None = None) -> FitResult:
     """Continue training the model folder `base` on new pairs (same tokenizer and shape) into out/.
 
-    memory: as for fit(). A retrain gives the base's base pairs and the chats' pairs as the logs
-    hold them now (ReplyMemory.with_learned), so that what a person had erased (/forget) is not
-    carried over."""
+    memory: as for fit(). A retrain gives it the active model's base pairs and the chats' pairs as
+    the logs hold them now (ReplyMemory.with_learned), so that what a person had erased (/forget)
+    is not carried over."""
     loaded = checkpoint.load(base)
     return _train_into(Path(out), loaded.model, loaded.tokenizer, train_pairs, valid_pairs, train_config,
                        callbacks, None, memory, context_pairs=int(loaded.metrics.get("context_pairs", 0)))
@@ -136,8 +136,8 @@ def _reply_scorer(tokenizer: Tokenizer, config: ModelConfig,
 def _train_into(out: Path, model: Seq2Seq, tokenizer: Tokenizer, train_pairs: Sequence[Pair],
                 valid_pairs: Sequence[Pair], train_config: TrainConfig, callbacks: Callbacks,
                 state: TrainState | None, memory: ReplyMemory | None, context_pairs: int) -> FitResult:
-    """memory: saved with the model (one of the training pairs when None). context_pairs: those
-    the model had learned from before (a fine-tuned base's)."""
+    """memory: saved with the model (a memory of the training pairs when None). context_pairs:
+    those the model had learned from before (a fine-tuned base's)."""
     config = model.config
     train_examples = encode_pairs(train_pairs, tokenizer, config)
     valid_examples = encode_pairs(valid_pairs, tokenizer, config)
