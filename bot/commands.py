@@ -14,7 +14,14 @@ from bot.messages import IncomingMessage
 from bot.recent_turns import RecentTurns
 from core_model.checkpoint import CheckpointError
 from storage.models import RunTrigger
-from storage.people import chat_stats, forget_person, get_chattiness, set_chattiness, set_opted_out
+from storage.people import (
+    chat_stats,
+    forget_person,
+    get_chattiness,
+    person_texts,
+    set_chattiness,
+    set_opted_out,
+)
 
 if TYPE_CHECKING:
     from bot.learning import LearningService, RetrainOutcome
@@ -66,14 +73,17 @@ async def _forget(ctx: CommandContext) -> str:
         return (f"This erases every message you wrote on {ctx.message.platform} that I keep, in every "
                 "chat, and I stop learning from you. Send /forget yes to confirm.")
 
-    def erase() -> int:
+    def erase() -> tuple[int, list[str]]:
         with ctx.database.sessions.begin() as session:
+            texts = person_texts(session, platform=ctx.message.platform, external_id=ctx.message.user_id)
             return forget_person(session, platform=ctx.message.platform, external_id=ctx.message.user_id,
-                                 now=datetime.now(UTC))
+                                 now=datetime.now(UTC)), texts
 
-    erased = await asyncio.to_thread(erase)
+    erased, texts = await asyncio.to_thread(erase)
     if ctx.turns is not None:
         ctx.turns.forget_author(ctx.message.platform, ctx.message.user_id)
+    if ctx.learning is not None and texts:  # the models' memories learned from the chats
+        await ctx.learning.forget_texts(texts)
     return f"Done: {erased} of your messages erased. I no longer keep what you write; /optin undoes that."
 
 

@@ -26,6 +26,7 @@ from typing import Any, Literal, Protocol
 from bot.database import Database
 from bot.retrain_worker import RetrainJob, run_job
 from bot.training_snapshot import write_snapshot
+from core_model.checkpoint import CheckpointError, load_memory, save_memory
 from core_model.corpora import Pair
 from storage.lease import lease_holder, release_lease, renew_lease, take_lease
 from storage.mining import MiningRules
@@ -249,6 +250,35 @@ class LearningService:
 
         await asyncio.to_thread(activate)
         return f"Rolled back: {target.name} answers now."
+
+    async def forget_texts(self, texts: Sequence[str]) -> int:
+        """Drop the learned pairs holding any of texts (a person's erased words) from the memory of
+        every model version kept, the live one's included, which is then reloaded: no version
+        answers from them any more, rolled back to or not. Returns the pairs the live memory lost.
+        (Its weights learned from them too, until the next retrain: that one learns without them.)"""
+        def purge() -> int:
+            with self.database.reads.begin() as session:
+                folders = {Path(version.folder) for version in list_versions(session)}
+            live = Path(self.engine.model_path)
+            dropped: dict[Path, int] = {}
+            for folder in folders | {live}:
+                try:
+                    memory = load_memory(folder)
+                except CheckpointError as error:  # a broken version must not stop the others' purge
+                    log.warning("forget: %s", error)
+                    continue
+                if memory is None or not folder.is_dir():
+                    continue
+                kept = memory.without(texts)
+                if len(kept) < len(memory):
+                    save_memory(folder, kept)
+                    dropped[folder] = len(memory) - len(kept)
+            return dropped.get(live, 0)
+
+        dropped = await asyncio.to_thread(purge)
+        if dropped:
+            await self.engine.swap(self.engine.model_path)
+        return dropped
 
     async def status(self) -> str:
         def read() -> str:

@@ -138,6 +138,13 @@ def _existing(path: Path) -> Path:
     return path
 
 
+def save_memory(path: Path | str, memory: ReplyMemory) -> None:
+    """Replace the memory of the model folder path (written under a temporary name, then renamed)."""
+    staging = Path(path) / (MEMORY + ".tmp")
+    staging.write_text(memory.to_json(), encoding="utf-8")
+    staging.replace(Path(path) / MEMORY)
+
+
 def load_memory(path: Path | str) -> ReplyMemory | None:
     """The memory of the model folder path, without loading its weights (None if it has none)."""
     return _read_memory(Path(path) / MEMORY)

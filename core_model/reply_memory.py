@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from array import array
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -96,6 +96,21 @@ class ReplyMemory:
         known = {(p.prompt, p.reply) for p in base}
         kept = base + [p for p in pairs if (p.prompt, p.reply) not in known]
         return ReplyMemory([p.prompt for p in kept], [p.reply for p in kept], base=len(base))
+
+    def without(self, texts: Collection[str]) -> ReplyMemory:
+        """This memory without the learned pairs (not its base) that have one of texts on either
+        side, compared with runs of whitespace as one space (as a retrain's snapshot writes them):
+        what a person erased (/forget) is no longer answered from."""
+        gone = {" ".join(text.split()) for text in texts}
+        prompts, replies = self._given
+        kept = self.base_pairs() + [
+            Pair(prompt, reply) for prompt, reply in zip(prompts[self._base :], replies[self._base :], strict=True)
+            if " ".join(prompt.split()) not in gone and " ".join(reply.split()) not in gone]
+        return ReplyMemory([p.prompt for p in kept], [p.reply for p in kept], base=self._base)
+
+    def __len__(self) -> int:
+        """The pairs given (the index keeps the last of them that fit MAX_NGRAMS)."""
+        return len(self._given[0])
 
     @property
     def prompts(self) -> list[str]:

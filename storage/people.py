@@ -80,6 +80,15 @@ def set_opted_out(session: Session, *, platform: str, external_id: str, opted_ou
     session.execute(update(Person).where(Person.id == person.id).values(**values))
 
 
+def person_texts(session: Session, *, platform: str, external_id: str) -> list[str]:
+    """The texts of the person's messages that are kept: what forget_person would erase."""
+    person_id = find_person(session, platform=platform, external_id=external_id)
+    if person_id is None:
+        return []
+    return [text for text in session.execute(select(Message.text).where(Message.author_id == person_id)).scalars()
+            if text is not None]
+
+
 def forget_person(session: Session, *, platform: str, external_id: str, now: datetime) -> int:
     """Erase every message the person wrote, and their name; they stay opted out. Returns the count.
 

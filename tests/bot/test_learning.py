@@ -360,9 +360,11 @@ async def test_a_promoted_model_answers_with_what_the_chats_taught_it(database: 
 
 async def test_a_retrained_memory_keeps_the_base_pairs_and_the_chats_as_the_logs_hold_them(
         database: Database, engine: InferenceEngine, tmp_path: Path) -> None:
+    from bot.messages import IncomingMessage
+    from bot.permissions import Permissions
+    from bot.service import ChatService
     from core_model.checkpoint import load_memory
     from core_model.reply_memory import ReplyMemory
-    from storage.people import forget_person
 
     # The live model was built with a pair no chat holds.
     corpus_only = Pair("what is the capital of france", "paris")
@@ -375,8 +377,8 @@ async def test_a_retrained_memory_keeps_the_base_pairs_and_the_chats_as_the_logs
                              text=text, created_at=T0 + timedelta(days=20, minutes=chat, seconds=offset * 10))
     service = learning(database, engine, tmp_path, train_steps=2)
 
-    def remembered() -> set[tuple[str, str]]:
-        memory = load_memory(engine.model_path)
+    def remembered(folder: Path | None = None) -> set[tuple[str, str]]:
+        memory = load_memory(folder or engine.model_path)
         assert memory is not None
         return set(zip(memory.prompts, memory.replies, strict=True))
 
@@ -384,10 +386,19 @@ async def test_a_retrained_memory_keeps_the_base_pairs_and_the_chats_as_the_logs
     assert {("what's the secret word?", "swordfish"), (corpus_only.prompt, corpus_only.reply)} <= remembered()
     assert {(p.prompt, p.reply) for p in PAIRS} <= remembered()
     assert await engine.reply(corpus_only.prompt) == corpus_only.reply
-    with database.sessions.begin() as session:
-        forget_person(session, platform="telegram", external_id="leaver", now=datetime.now(UTC))
+    assert await engine.reply("what's the secret word?") == "swordfish"
+    earlier = engine.model_path
+    assert (await service.retrain(RunTrigger.CLI, force=True)).status == "promoted"
+    # The leaver erases their words: no version answers from them any more, the live one at once.
+    chats = ChatService(engine, database, Permissions({}))
+    chats.learning = service
+    reply = await chats.handle(IncomingMessage("telegram", "dm", "private", "leaver", "L", "/forget yes"))
+    assert reply is not None and "4 of your messages erased" in reply.text  # the /forget too
+    assert ("what's the secret word?", "swordfish") not in remembered() | remembered(earlier)
+    assert (corpus_only.prompt, corpus_only.reply) in remembered() & remembered(earlier)
+    assert await engine.reply("what's the secret word?") != "swordfish"
     assert (await service.retrain(RunTrigger.CLI, force=True)).status == "promoted"  # no new pairs since
-    assert ("what's the secret word?", "swordfish") not in remembered()  # erased from the chats: forgotten
+    assert ("what's the secret word?", "swordfish") not in remembered()  # the logs no longer hold it
     assert (corpus_only.prompt, corpus_only.reply) in remembered()  # the base pairs stay
 
 

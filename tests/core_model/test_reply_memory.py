@@ -88,6 +88,14 @@ def test_with_learned_keeps_the_base_pairs_and_takes_the_new_ones_after_them() -
     assert (second.prompts, second.replies) == ([*PROMPTS[:3], "bye"], [*REPLIES[:3], "see you"])
 
 
+def test_without_drops_the_learned_pairs_holding_a_text_but_never_the_base() -> None:
+    memory = ReplyMemory([*PROMPTS[:2], "secret?", "who knows", "bye"], [*REPLIES[:2], "swordfish", "me  too", "see you"],
+                         base=2)
+    kept = memory.without(["swordfish", "me too", PROMPTS[0]])  # whitespace runs count as one space
+    assert (kept.prompts, kept.replies) == ([*PROMPTS[:2], "bye"], [*REPLIES[:2], "see you"])
+    assert kept.with_learned([]).prompts == PROMPTS[:2] and len(kept) == 3
+
+
 def test_the_base_survives_json_and_the_budget_drops_its_oldest_pairs_first(monkeypatch: pytest.MonkeyPatch) -> None:
     memory = ReplyMemory(PROMPTS, REPLIES, base=3)
     assert json.loads(memory.to_json())["base"] == 3

@@ -12,6 +12,7 @@ from storage.people import (
     find_person,
     forget_person,
     get_chattiness,
+    person_texts,
     set_chattiness,
     set_opted_out,
 )
@@ -22,8 +23,9 @@ def test_forget_erases_every_text_of_the_person_everywhere(session: Session) -> 
     alice = say(session, "alice", "my secret plan", 0, message_id="1")
     say(session, "alice", "another chat, same me", 1, chat="g2")
     bob = say(session, "bob", "replying to alice", 2, message_id="2", reply_to="1")
+    assert person_texts(session, platform="telegram", external_id="alice") == ["my secret plan", "another chat, same me"]
     erased = forget_person(session, platform="telegram", external_id="alice", now=at(10))
-    assert erased == 2
+    assert erased == 2 and person_texts(session, platform="telegram", external_id="alice") == []
     rows = session.execute(select(Message.text, Message.author_id).order_by(Message.id)).all()
     assert [tuple(row) for row in rows] == [(None, None), (None, None), ("replying to alice", bob.author_id)]
     person = session.execute(select(Person).where(Person.external_id == "alice")).scalar_one()
