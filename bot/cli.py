@@ -14,7 +14,7 @@ from bot.settings import Settings, SettingsError, load_settings
 from core_model.checkpoint import CheckpointError
 from core_model.config import DecodeConfig, ModelConfig, Rerank, TrainConfig
 from core_model.corpora import CorpusError
-from core_model.numerics import use_huge_pages
+from core_model.numerics import use_huge_pages, use_large_kernel_cache
 from core_model.presets import PRESETS
 from core_model.tokenizer import MIN_VOCAB_SIZE
 
@@ -207,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     use_huge_pages()  # before the first tensor exists
+    use_large_kernel_cache()  # before the first matrix product
     try:
         settings = load_settings()
         logging.basicConfig(level="INFO" if args.verbose else settings.log_level,

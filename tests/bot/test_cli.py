@@ -62,6 +62,20 @@ def test_bench_infer_reports_latency_throughput_and_memory(trained_dir: Path) ->
         assert report[key] > 0, key
 
 
+def test_bench_train_times_the_steps_asked_for_after_a_warm_up_epoch(trained_dir: Path) -> None:
+    # 30 pairs in batches of 16 (the tiny preset): an epoch of 2 batches, so the 20 steps timed
+    # take ten more shufflings of them
+    result = chatbot("bench", "train", "--data", str(trained_dir / "train.tsv"), "--preset", "tiny",
+                     "--steps", "20", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.splitlines()[-1])
+    assert report["steps"] == 20 and report["preset"] == "tiny"
+    for key in ("train_seconds", "target_chars_per_s", "target_tokens_per_s", "gflops", "peak_gflops"):
+        assert report[key] > 0, key
+    # the reply characters of 20 batches of 14 to 16 pairs, of 4 to 9 characters each (both rounded)
+    assert 20 * 14 * 4 * 0.98 <= report["target_chars_per_s"] * report["train_seconds"] <= 20 * 16 * 9 * 1.02
+
+
 def test_chat_reads_stdin(trained_dir: Path) -> None:
     result = chatbot("chat", "--model", str(trained_dir / "model"), stdin="/help\nhello\n", cwd=trained_dir)
     assert result.returncode == 0, result.stderr

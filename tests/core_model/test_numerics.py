@@ -32,3 +32,12 @@ def test_huge_pages_are_asked_for_unless_the_environment_says(monkeypatch: pytes
     monkeypatch.setenv("THP_MEM_ALLOC_ENABLE", "0")
     numerics.use_huge_pages()
     assert numerics.os.environ["THP_MEM_ALLOC_ENABLE"] == "0"
+
+
+def test_a_large_kernel_cache_is_asked_for_unless_the_environment_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
+    numerics.use_large_kernel_cache()
+    assert int(numerics.os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"]) > 1024  # oneDNN's default
+    monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16")
+    numerics.use_large_kernel_cache()
+    assert numerics.os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "16"
