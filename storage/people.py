@@ -85,7 +85,8 @@ def person_texts(session: Session, *, platform: str, external_id: str) -> list[s
     person_id = find_person(session, platform=platform, external_id=external_id)
     if person_id is None:
         return []
-    return [text for text in session.execute(select(Message.text).where(Message.author_id == person_id)).scalars()
+    return [text for text in session.execute(select(Message.text).where(Message.author_id == person_id)
+                                             .order_by(Message.id)).scalars()
             if text is not None]
 
 
