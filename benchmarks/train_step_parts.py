@@ -1,0 +1,86 @@
+"""Where a training step's time goes: encoder, decoder, output layer and loss, backward, clipping,
+optimizer. Mean milliseconds over the steps of an epoch after a warm-up epoch, as `chatbot bench
+train` times them (the kernels compiled for each shape of product are then mostly in the cache).
+
+    python benchmarks/train_step_parts.py ../shared/data/korean_chatbot/train.tsv [--preset tutorial] [--steps 100]
+
+Run it through the `chatbot` command's environment settings (huge pages, kernel cache), as here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+from core_model.numerics import use_huge_pages, use_large_kernel_cache
+
+use_huge_pages()  # before the first tensor, as the chatbot command does
+use_large_kernel_cache()
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from bot.cli import build_parser, train_configs  # noqa: E402
+from core_model.batching import encode_pairs, make_batches  # noqa: E402
+from core_model.corpora import load_pairs  # noqa: E402
+from core_model.numerics import autocast, keep_freed_memory, use_bf16  # noqa: E402
+from core_model.pipeline import new_model  # noqa: E402
+from core_model.tokenizer import PAD_ID, Tokenizer  # noqa: E402
+from core_model.training import make_optimizer, noised_prompts, train_step  # noqa: E402
+
+PARTS = ("noise", "encoder", "decoder", "output_and_loss", "backward", "clip", "optimizer")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data")
+    parser.add_argument("--preset", default="tutorial")
+    parser.add_argument("--steps", type=int, default=100)
+    args = parser.parse_args()
+    options = build_parser().parse_args(["bench", "train", "--data", args.data, "--preset", args.preset])
+    model_config, train_config = train_configs(options, None)
+    if train_config.threads:
+        torch.set_num_threads(train_config.threads)
+    torch.manual_seed(train_config.seed)
+    keep_freed_memory()
+    pairs = load_pairs([args.data])
+    tokenizer = Tokenizer.train((t for p in pairs for t in (p.prompt, p.reply)), model_config.vocab_size)
+    model = new_model(model_config, tokenizer).train()
+    optimizer = make_optimizer(model, train_config)
+    bf16 = use_bf16(train_config.bf16)
+    examples = encode_pairs(pairs, tokenizer, model.config)
+    for batch in make_batches(examples, train_config.batch_size, shuffle=True, seed=train_config.seed):
+        train_step(model, optimizer, batch, train_config, bf16)
+    times: dict[str, list[float]] = {part: [] for part in PARTS}
+    timed = make_batches(examples, train_config.batch_size, shuffle=True, seed=train_config.seed + 1)
+    for batch in timed[: args.steps]:
+        marks = [time.perf_counter()]
+        src, src_lengths = noised_prompts(batch, train_config)
+        marks.append(time.perf_counter())
+        with autocast(bf16):
+            memory, state = model.encode(src, src_lengths)
+            marks.append(time.perf_counter())
+            features, _ = model.decode(batch.tgt_in, state, memory)
+            marks.append(time.perf_counter())
+            keep = batch.targets != PAD_ID
+            logits = model.logits(features[keep])
+            loss = F.cross_entropy(logits.float(), batch.targets[keep], label_smoothing=train_config.label_smoothing)
+        marks.append(time.perf_counter())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        marks.append(time.perf_counter())
+        torch.nn.utils.clip_grad_norm_(model.parameters(), train_config.grad_clip)
+        marks.append(time.perf_counter())
+        optimizer.step()
+        marks.append(time.perf_counter())
+        for part, began, ended in zip(PARTS, marks[:-1], marks[1:], strict=True):
+            times[part].append((ended - began) * 1000)
+    means = {part: round(statistics.mean(values), 1) for part, values in times.items()}
+    print(json.dumps({"preset": args.preset, "steps": len(timed[: args.steps]), "ms": means,
+                      "step_ms": round(sum(means.values()), 1)}))
+
+
+if __name__ == "__main__":
+    main()
