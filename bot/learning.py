@@ -12,7 +12,6 @@ import asyncio
 import logging
 import multiprocessing
 import os
-import queue
 import shutil
 import socket
 import tempfile
@@ -24,9 +23,9 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from bot.database import Database
-from bot.retrain_worker import RetrainJob, run_job
+from bot.forgetting import purge_memories
+from bot.retrain_worker import RetrainJob, next_message, run_job
 from bot.training_snapshot import write_snapshot
-from core_model.checkpoint import CheckpointError, load_memory, save_memory
 from core_model.corpora import Pair
 from storage.lease import lease_holder, release_lease, renew_lease, take_lease
 from storage.mining import MiningRules
@@ -253,31 +252,12 @@ class LearningService:
 
     async def forget_texts(self, texts: Sequence[str]) -> int:
         """Drop the learned pairs holding any of texts (a person's erased words) from the memory of
-        every model version kept, the live one's included, which is then reloaded: no version
-        answers from them any more, rolled back to or not. Returns the pairs the live memory lost.
-        (Its weights learned from them too, until the next retrain: that one learns without them.)"""
-        def purge() -> int:
-            with self.database.reads.begin() as session:
-                folders = {Path(version.folder) for version in list_versions(session)}
-            live = Path(self.engine.model_path)
-            dropped: dict[Path, int] = {}
-            for folder in folders | {live}:
-                try:
-                    memory = load_memory(folder)
-                except CheckpointError as error:  # a broken version must not stop the others' purge
-                    log.warning("forget: %s", error)
-                    continue
-                if memory is None or not folder.is_dir():
-                    continue
-                kept = memory.without(texts)
-                if len(kept) < len(memory):
-                    save_memory(folder, kept)
-                    dropped[folder] = len(memory) - len(kept)
-            return dropped.get(live, 0)
-
-        dropped = await asyncio.to_thread(purge)
+        every model version kept (bot/forgetting.py), and reload the live one if its memory changed.
+        Returns the pairs the live memory lost."""
+        live = Path(self.engine.model_path)
+        dropped = await asyncio.to_thread(purge_memories, self.database, live, texts)
         if dropped:
-            await self.engine.swap(self.engine.model_path)
+            await self.engine.swap(live)
         return dropped
 
     async def status(self) -> str:
@@ -333,7 +313,7 @@ class LearningService:
         self.child = child
         try:
             while True:
-                kind, detail = await asyncio.to_thread(self._next_message, messages, child)
+                kind, detail = await asyncio.to_thread(next_message, messages, child)
                 if kind == "progress":
                     await asyncio.to_thread(self._progress, run_id, detail)
                 elif kind == "done":
@@ -345,15 +325,6 @@ class LearningService:
             if child.is_alive():
                 child.kill()
             self.child = None
-
-    def _next_message(self, messages: multiprocessing.Queue[Any], child: Any) -> tuple[str, Any]:
-        while True:
-            try:
-                kind, detail = messages.get(timeout=1.0)
-                return kind, detail
-            except queue.Empty:  # nothing yet: make sure the child is still there
-                if not child.is_alive() and messages.empty():
-                    return "error", f"the training process ended unexpectedly (exit code {child.exitcode})"
 
     # Database steps (each one short transaction, run on a worker thread) ----------------------
 

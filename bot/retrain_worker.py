@@ -8,8 +8,10 @@ talks back through a queue: ("progress", {...}) while training, then ("done", {.
 from __future__ import annotations
 
 import multiprocessing
+import queue
 import traceback
 from dataclasses import dataclass, replace
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
@@ -103,3 +105,14 @@ def _train_and_score(job: RetrainJob, messages: multiprocessing.Queue[Any]) -> d
         "valid_pairs": fitted.valid_pairs,
         "plot": str(plot),
     }
+
+
+def next_message(messages: multiprocessing.Queue[Any], child: BaseProcess) -> tuple[str, Any]:
+    """The child's next message, waiting for it; ("error", why) if the child ended without one."""
+    while True:
+        try:
+            kind, detail = messages.get(timeout=1.0)
+            return kind, detail
+        except queue.Empty:  # nothing yet: make sure the child is still there
+            if not child.is_alive() and messages.empty():
+                return "error", f"the training process ended unexpectedly (exit code {child.exitcode})"
