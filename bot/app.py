@@ -80,7 +80,7 @@ def replay_pairs(model_dir: Path) -> list[Pair]:
     base pairs (its corpus, core_model/reply_memory.py), or the bundled corpus for a model folder
     that has none."""
     memory = load_memory(model_dir)
-    return (memory.base_pairs() if memory else []) or bundled_corpus()
+    return (memory.base_pairs() if memory is not None else []) or bundled_corpus()
 
 
 async def follow_registry(database: Database, engine: SwappableEngine, every_seconds: float = 30.0) -> None:

@@ -80,7 +80,8 @@ def _train_and_score(job: RetrainJob, messages: multiprocessing.Queue[Any]) -> d
     # the logs hold them now, not as an earlier retrain learned them (/forget may have erased some).
     # The validation share only chooses the epoch and feeds the gate: its pairs are the bot's to
     # answer from too (a lesson that fell to that share was otherwise missing from the memory).
-    active = checkpoint.load_memory(job.base) or ReplyMemory([], [])
+    active = checkpoint.load_memory(job.base)
+    active = active if active is not None else ReplyMemory([], [])
     memory = active.with_learned(train_pairs + valid_pairs)
     if job.full:
         fitted = fit(train_pairs, valid_pairs, model_config, train_config, job.out, callbacks, memory=memory)

@@ -141,7 +141,7 @@ def _train_into(out: Path, model: Seq2Seq, tokenizer: Tokenizer, train_pairs: Se
     config = model.config
     train_examples = encode_pairs(train_pairs, tokenizer, config)
     valid_examples = encode_pairs(valid_pairs, tokenizer, config)
-    memory = memory or ReplyMemory.of(train_pairs)
+    memory = memory if memory is not None else ReplyMemory.of(train_pairs)
 
     def save_best(best: Seq2Seq, progress: TrainState) -> None:
         checkpoint.save(out, best, tokenizer, {"train_pairs": len(train_examples), "epoch": progress.epoch,
