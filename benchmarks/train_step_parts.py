@@ -1,6 +1,6 @@
 """Where a training step's time goes: encoder, decoder, output layer and loss, backward, clipping,
-optimizer. Mean milliseconds over the steps of an epoch after a warm-up epoch, as `chatbot bench
-train` times them (the kernels compiled for each shape of product are then mostly in the cache).
+optimizer. Mean milliseconds over the steps after a warm-up epoch, as `chatbot bench train` times
+them (bot/benchmarking.py) (the kernels compiled for each shape of product are then mostly in the cache).
 
     python benchmarks/train_step_parts.py ../shared/data/korean_chatbot/train.tsv [--preset tutorial] [--steps 100]
 
@@ -22,13 +22,11 @@ use_large_kernel_cache()
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from bot.cli import build_parser, train_configs  # noqa: E402
-from core_model.batching import encode_pairs, make_batches  # noqa: E402
-from core_model.corpora import load_pairs  # noqa: E402
-from core_model.numerics import autocast, keep_freed_memory, use_bf16  # noqa: E402
-from core_model.pipeline import new_model  # noqa: E402
-from core_model.tokenizer import PAD_ID, Tokenizer  # noqa: E402
-from core_model.training import make_optimizer, noised_prompts, train_step  # noqa: E402
+from bot.benchmarking import warmed_up_training  # noqa: E402
+from bot.cli import build_parser  # noqa: E402
+from core_model.numerics import autocast  # noqa: E402
+from core_model.tokenizer import PAD_ID  # noqa: E402
+from core_model.training import noised_prompts  # noqa: E402
 
 PARTS = ("noise", "encoder", "decoder", "output_and_loss", "backward", "clip", "optimizer")
 
@@ -39,23 +37,11 @@ def main() -> None:
     parser.add_argument("--preset", default="tutorial")
     parser.add_argument("--steps", type=int, default=100)
     args = parser.parse_args()
-    options = build_parser().parse_args(["bench", "train", "--data", args.data, "--preset", args.preset])
-    model_config, train_config = train_configs(options, None)
-    if train_config.threads:
-        torch.set_num_threads(train_config.threads)
-    torch.manual_seed(train_config.seed)
-    keep_freed_memory()
-    pairs = load_pairs([args.data])
-    tokenizer = Tokenizer.train((t for p in pairs for t in (p.prompt, p.reply)), model_config.vocab_size)
-    model = new_model(model_config, tokenizer).train()
-    optimizer = make_optimizer(model, train_config)
-    bf16 = use_bf16(train_config.bf16)
-    examples = encode_pairs(pairs, tokenizer, model.config)
-    for batch in make_batches(examples, train_config.batch_size, shuffle=True, seed=train_config.seed):
-        train_step(model, optimizer, batch, train_config, bf16)
+    warm = warmed_up_training(build_parser().parse_args(
+        ["bench", "train", "--data", args.data, "--preset", args.preset, "--steps", str(args.steps)]))
+    model, optimizer, train_config, bf16 = warm.model, warm.optimizer, warm.config, warm.bf16
     times: dict[str, list[float]] = {part: [] for part in PARTS}
-    timed = make_batches(examples, train_config.batch_size, shuffle=True, seed=train_config.seed + 1)
-    for batch in timed[: args.steps]:
+    for batch in warm.timed:
         marks = [time.perf_counter()]
         src, src_lengths = noised_prompts(batch, train_config)
         marks.append(time.perf_counter())
@@ -78,7 +64,7 @@ def main() -> None:
         for part, began, ended in zip(PARTS, marks[:-1], marks[1:], strict=True):
             times[part].append((ended - began) * 1000)
     means = {part: round(statistics.mean(values), 1) for part, values in times.items()}
-    print(json.dumps({"preset": args.preset, "steps": len(timed[: args.steps]), "ms": means,
+    print(json.dumps({"preset": args.preset, "steps": len(warm.timed), "ms": means,
                       "step_ms": round(sum(means.values()), 1)}))
 
 

@@ -7,7 +7,7 @@ import asyncio
 import resource
 import statistics
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +15,11 @@ import torch
 
 from bot.cli import train_configs
 from core_model.batching import Batch, encode_pairs, make_batches, source_ids
-from core_model.config import DecodeConfig
+from core_model.config import DecodeConfig, TrainConfig
 from core_model.corpora import Pair, bundled_corpus, load_pairs
 from core_model.engine import InferenceEngine
 from core_model.flops import matmul_peak_gflops, training_flops
+from core_model.model import Seq2Seq
 from core_model.numerics import keep_freed_memory, use_bf16
 from core_model.pipeline import new_model
 from core_model.replies import reply_texts
@@ -33,8 +34,19 @@ from core_model.training import make_optimizer, train_step
 WARMUP_STEPS = 200
 
 
-def bench_train(args: argparse.Namespace, threads: int | None = None) -> dict[str, Any]:
-    """Time `--steps` optimizer steps on length-bucketed batches of the data, after a warm-up epoch."""
+@dataclass(frozen=True)
+class WarmTraining:
+    """A new model trained through its warm-up epoch, and the batches to time after it."""
+
+    model: Seq2Seq
+    optimizer: torch.optim.Optimizer
+    config: TrainConfig
+    bf16: bool
+    timed: list[Batch]  # `--steps` batches of the next epochs
+
+
+def warmed_up_training(args: argparse.Namespace, threads: int | None = None) -> WarmTraining:
+    """A model of the configuration of args (preset and options) on args.data, through its warm-up."""
     model_config, train_config = train_configs(args, threads)
     if train_config.threads:
         torch.set_num_threads(train_config.threads)
@@ -43,10 +55,9 @@ def bench_train(args: argparse.Namespace, threads: int | None = None) -> dict[st
     pairs = load_pairs(args.data)
     tokenizer = Tokenizer.train((t for p in pairs for t in (p.prompt, p.reply)), model_config.vocab_size)
     model = new_model(model_config, tokenizer).train()
-    model_config = model.config
     optimizer = make_optimizer(model, train_config)
     bf16 = use_bf16(train_config.bf16)
-    examples = encode_pairs(pairs, tokenizer, model_config)
+    examples = encode_pairs(pairs, tokenizer, model.config)
     warmup = make_batches(examples, train_config.batch_size, shuffle=True, seed=train_config.seed)[:WARMUP_STEPS]
     for batch in warmup:
         train_step(model, optimizer, batch, train_config, bf16)
@@ -55,9 +66,17 @@ def bench_train(args: argparse.Namespace, threads: int | None = None) -> dict[st
     while len(timed) < args.steps:
         timed += make_batches(examples, train_config.batch_size, shuffle=True, seed=train_config.seed + epoch)
         epoch += 1
+    return WarmTraining(model, optimizer, train_config, bf16, timed[: args.steps])
+
+
+def bench_train(args: argparse.Namespace, threads: int | None = None) -> dict[str, Any]:
+    """Time `--steps` optimizer steps on length-bucketed batches of the data, after a warm-up epoch."""
+    warm = warmed_up_training(args, threads)
+    model, optimizer, train_config, bf16 = warm.model, warm.optimizer, warm.config, warm.bf16
+    model_config = model.config
     chars = tokens = 0
     flops = seconds = 0.0
-    for batch in timed[: args.steps]:
+    for batch in warm.timed:
         began = time.perf_counter()
         train_step(model, optimizer, batch, train_config, bf16)
         seconds += time.perf_counter() - began

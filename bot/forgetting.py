@@ -28,7 +28,7 @@ def purge_memories(database: Database, live: Path, texts: Sequence[str]) -> int:
         except CheckpointError as error:  # a broken version must not stop the others' purge
             log.warning("forget: %s", error)
             continue
-        if memory is None or not folder.is_dir():
+        if memory is None:  # no such folder any more, or a model without a memory
             continue
         kept = memory.without(texts)
         if len(kept) < len(memory):
