@@ -30,7 +30,7 @@ from bot.settings import Settings
 from core_model.config import DecodeConfig
 from core_model.corpora import Pair, load_pairs
 from core_model.replies import reply_texts
-from core_model.serving import load_for_serving, served_memory, served_source
+from core_model.serving import load_for_serving, served_source
 from storage.models import Chat, ChatKind, Message, Person, RunTrigger
 
 DATA = "korean_chatbot/train.tsv"
@@ -80,7 +80,7 @@ def _replies_changed(before: Path, after: Path, mined: list[Pair], sample: int =
     for name, path in (("before", before), ("after", after)):
         loaded = load_for_serving(path)
         sources = [served_source(loaded, p.prompt, "") for p in own + learnt]
-        replies[name] = reply_texts(loaded.model, loaded.tokenizer, sources, DecodeConfig(), served_memory(loaded))
+        replies[name] = reply_texts(loaded.model, loaded.tokenizer, sources, DecodeConfig(), loaded.memory)
 
     def share(matches: list[bool]) -> float:
         return round(sum(matches) / max(len(matches), 1), 3)

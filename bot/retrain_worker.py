@@ -53,7 +53,7 @@ def _train_and_score(job: RetrainJob, messages: multiprocessing.Queue[Any]) -> d
     from core_model.presets import PRESETS
     from core_model.replies import reply_texts
     from core_model.reply_memory import ReplyMemory
-    from core_model.serving import served_memory
+    from core_model.serving import load_for_serving
     from core_model.training import Callbacks, EvalStats, StepStats
 
     train_pairs, valid_pairs = load_pairs([job.train_tsv]), load_pairs([job.valid_tsv])
@@ -88,11 +88,11 @@ def _train_and_score(job: RetrainJob, messages: multiprocessing.Queue[Any]) -> d
     else:
         fitted = fine_tune(job.base, train_pairs, valid_pairs, train_config, job.out, callbacks, memory=memory)
     plot = plot_curves(losses, validations, job.out / PLOT, title=f"Retraining {job.out.name}")
-    candidate = checkpoint.load(job.out)
+    candidate = load_for_serving(job.out)
     sources = [source_ids(candidate.tokenizer, prompt, "", candidate.model.config)
                for prompt in CANARIES]
-    # as the bot would answer them: default decoding, guided by the new memory
-    replies = reply_texts(candidate.model, candidate.tokenizer, sources, DecodeConfig(), served_memory(candidate))
+    # as the bot would answer them: the model as served, default decoding, guided by the new memory
+    replies = reply_texts(candidate.model, candidate.tokenizer, sources, DecodeConfig(), candidate.memory)
     return {
         "candidate_bits_per_char": bits_per_char(job.out, valid_pairs),
         "active_bits_per_char": bits_per_char(job.base, valid_pairs),

@@ -76,14 +76,15 @@ Search = Callable[[Seq2Seq, Memory, State, Tensor, "GuideRows | None", DecodeCon
 
 @torch.inference_mode()
 def generate_as_done(model: Seq2Seq, sources: Sequence[Sequence[int]], config: DecodeConfig,
-                     guides: Sequence[Guide] | None = None) -> Iterator[Finished[list[int]]]:
+                     guides: Sequence[Guide] | None = None,
+                     encoded: Encoded | None = None) -> Iterator[Finished[list[int]]]:
     """generate(), handing over each reply at the step it ends: a short reply need not wait for
-    the longest one of its batch."""
+    the longest one of its batch. encoded: the sources as encode() gave them, if already encoded."""
     if config.strategy == "beam" and config.beam_width > 1:
-        for finished in candidates_as_done(model, sources, config, guides):
+        for finished in candidates_as_done(model, sources, config, guides, encoded):
             yield [(index, hypotheses[0].ids if hypotheses else []) for index, hypotheses in finished]
         return
-    yield from _search_non_empty(model, sources, config, guides, _step_by_step)
+    yield from _search_non_empty(model, sources, config, guides, _step_by_step, encoded)
 
 
 @torch.inference_mode()

@@ -23,8 +23,9 @@ LATENCY_SAMPLE = 50
 
 def evaluate_model(model_dir: Path, data: Path, decode: DecodeConfig, limit: int | None = None) -> dict[str, Any]:
     loaded = checkpoint.load(model_dir)
-    model, tokenizer, memory = loaded.model, loaded.tokenizer, served_memory(loaded)
+    model, tokenizer = loaded.model, loaded.tokenizer
     serving = packed_for_serving(model)  # replies and latency as the bot produces them
+    memory = served_memory(loaded, serving)
     pairs = load_pairs([data])[:limit]
     if not pairs:
         raise ValueError(f"{data}: no pairs to evaluate")

@@ -12,8 +12,11 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
+import numpy as np
+
 from core_model.config import DecodeConfig
 from core_model.decoding import (
+    Encoded,
     Hypothesis,
     candidates,
     candidates_as_done,
@@ -23,6 +26,7 @@ from core_model.decoding import (
 )
 from core_model.guidance import Guide, guide
 from core_model.model import Seq2Seq
+from core_model.prompt_vectors import start_vectors
 from core_model.reply_memory import Neighbour, ReplyMemory
 from core_model.reranking import NEIGHBOURS, closest_to_neighbours, consensus
 from core_model.tokenizer import SEP_ID, Tokenizer
@@ -51,23 +55,30 @@ def reply_texts_as_done(model: Seq2Seq, tokenizer: Tokenizer, sources: Sequence[
     that reranking falls back to consensus)."""
     # beam search whose reply is chosen among its n-best (rather than the most probable one)
     reranked = config.strategy == "beam" and config.beam_width > 1 and config.rerank != "none"
-    neighbours = None
+    neighbours = encoded = None
     if memory is not None and memory.prompts:
-        neighbours = [memory.nearest(_prompt(tokenizer, s), NEIGHBOURS) for s in sources]
+        # The prompts are encoded first: their vectors help find the nearest training prompts
+        # (core_model/reply_memory.py), and the decoding starts from the same encoding.
+        encoded = encode(model, sources) if memory.has_vectors and any(sources) else None
+        neighbours = [memory.nearest(_prompt(tokenizer, source), NEIGHBOURS, vector)
+                      for source, vector in zip(sources, _vectors(encoded, sources), strict=True)]
         # A prompt that shares not one character with those the model learned from (a script or an
         # emoji it never saw) gets an empty reply, as an empty prompt does: the model's reply to it
         # was noise ("你好" got "저" and "مرحبا" "저는 돈이 필요 없습니다." from the default model).
-        sources = [source if found else [] for source, found in zip(sources, neighbours, strict=True)]
+        answered = [source if found else [] for source, found in zip(sources, neighbours, strict=True)]
+        if encoded is not None and sum(map(bool, answered)) < sum(map(bool, sources)):
+            encoded = encode(model, answered) if any(answered) else None  # rare: encoded again without them
+        sources = answered
     guides = [guide(tokenizer, n) for n in neighbours] if neighbours and config.neighbour_share > 0 else None
     limit = reply_limit(model, config)
     if not reranked:
-        for done in generate_as_done(model, sources, config, guides):
+        for done in generate_as_done(model, sources, config, guides, encoded):
             yield [(index, reply_text(tokenizer, ids, limit)) for index, ids in done]
         return
     if config.rerank == "neighbours" and neighbours is not None:
-        yield from _closest_to_neighbours(model, tokenizer, sources, config, neighbours, guides)
+        yield from _closest_to_neighbours(model, tokenizer, sources, config, neighbours, guides, encoded)
         return
-    for finished in candidates_as_done(model, sources, config, guides):
+    for finished in candidates_as_done(model, sources, config, guides, encoded):
         yield [(index, _consensus_text(tokenizer, hypotheses, limit)) for index, hypotheses in finished]
 
 
@@ -92,10 +103,10 @@ def _consensus_text(tokenizer: Tokenizer, hypotheses: list[Hypothesis], limit: i
 
 def _closest_to_neighbours(model: Seq2Seq, tokenizer: Tokenizer, sources: Sequence[Sequence[int]],
                            config: DecodeConfig, neighbours: list[list[Neighbour]],
-                           guides: list[Guide] | None) -> Iterator[list[tuple[int, str]]]:
+                           guides: list[Guide] | None, encoded: Encoded | None) -> Iterator[list[tuple[int, str]]]:
     # Greedy's reply (a beam of one) joins the n-best: it is often a better reply than any beam
     # finds (held-out Korean, see reranking). Both searches start from one run of the encoder.
-    encoded = encode(model, sources) if any(sources) else None
+    encoded = encoded or (encode(model, sources) if any(sources) else None)
     greedy = candidates(model, sources, replace(config, beam_width=1), guides, encoded)
     limit = reply_limit(model, config)
     for finished in candidates_as_done(model, sources, config, guides, encoded):
@@ -113,6 +124,20 @@ def _closest_to_neighbours(model: Seq2Seq, tokenizer: Tokenizer, sources: Sequen
             scores = [h.score for h in found.values()]
             chosen.append((index, texts[closest_to_neighbours(texts, scores, neighbours[index])] if texts else ""))
         yield chosen
+
+
+def _vectors(encoded: Encoded | None, sources: Sequence[Sequence[int]]) -> list[np.ndarray | None]:
+    """Each source's vector (core_model/prompt_vectors.py) from its encoding; None when not encoded,
+    for an empty source, and for one with a context before its prompt (the memory's vectors are
+    of prompts alone)."""
+    if encoded is None:
+        return [None] * len(sources)
+    rows = iter(start_vectors(encoded.state).numpy())  # one per non-empty source, in order
+    vectors: list[np.ndarray | None] = []
+    for source in sources:
+        vector = next(rows) if source else None
+        vectors.append(None if SEP_ID in source else vector)
+    return vectors
 
 
 def _prompt(tokenizer: Tokenizer, source: Sequence[int]) -> str:

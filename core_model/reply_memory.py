@@ -14,6 +14,14 @@ pairs as they are now (with_learned). Before, a retrain on a hundred chat pairs 
 those and as many replayed corpus pairs; the default model, given such a memory, answered "hello"
 with "Only if we're programmed to." and "thanks" with "Mary Shelley." (with its own: "Hi" and
 "You're welcome!").
+
+Given the prompts' vectors (indexed, core_model/prompt_vectors.py) and the new prompt's, the POOL
+prompts nearest in characters are ranked again by a blend of their BM25 similarity and the cosine
+of the vectors: the model's encoder knows which wordings it answers alike, where characters tell
+only what two wordings share. Guided greedy replies (the default) scored chrF 29.2-29.5 against
+27.75 on 600 Korean pairs held out of train.tsv (a model trained 600 s on the rest), and 29.2-29.6
+against 28.75 on valid.tsv, with VECTOR_SHARE 0.33-0.5; pools of 10, 20 and 50 scored 29.0, 29.4
+and 29.3 on the held-out pairs.
 """
 
 from __future__ import annotations
@@ -36,12 +44,16 @@ K1, B = 1.2, 0.75  # BM25's usual saturation of repeated n-grams and normalisati
 # keeps all 10,575 Korean training pairs but 13,000 of 117,000 English chat turns (longer prompts).
 # A lookup then reads about a million postings at worst: 3 ms with English prompts, 0.3 with Korean.
 MAX_NGRAMS = 2_000_000
+# How many of the prompts nearest in characters are ranked again with the vectors, and the share of
+# the vectors' cosine in the similarity they are ranked by (see above).
+POOL, VECTOR_SHARE = 20, 0.4
 
 
 @dataclass(frozen=True)
 class Neighbour:
     # BM25 score of the prompt for the query over the query's score against itself: 1 for the same
-    # prompt, 0 for one sharing no n-gram (slightly above 1 for a shorter prompt holding them all)
+    # prompt, 0 for one sharing no n-gram (slightly above 1 for a shorter prompt holding them all).
+    # When the prompts' vectors are known, blended with their cosine (VECTOR_SHARE) and kept >= 0.
     similarity: float
     prompt: str
     reply: str
@@ -79,6 +91,7 @@ class ReplyMemory:
         # _reply_ids[_reply_starts[i]:_reply_starts[i + 1]]
         self._reply_ids: np.ndarray | None = None
         self._reply_starts: np.ndarray | None = None
+        self._vectors: np.ndarray | None = None  # [prompts kept, H] unit vectors, float16
 
     @classmethod
     def of(cls, pairs: Sequence[Pair]) -> ReplyMemory:
@@ -121,10 +134,18 @@ class ReplyMemory:
     def replies(self) -> list[str]:
         return self._index.replies
 
-    def indexed(self, encode: Callable[[str], list[int]] | None = None) -> ReplyMemory:
+    @property
+    def has_vectors(self) -> bool:
+        return self._vectors is not None
+
+    def indexed(self, encode: Callable[[str], list[int]] | None = None,
+                vectors: Callable[[list[str]], np.ndarray] | None = None) -> ReplyMemory:
         """self, with its index built now (e.g. while a model loads rather than at its first reply),
-        and with the replies' token ids when given the model's encoder: the neighbours found then
-        carry them."""
+        with the replies' token ids when given the model's tokenizer's encode (the neighbours found
+        then carry them), and with the prompts' vectors when given a function of the prompts to
+        their unit vectors (nearest() then takes a prompt's vector)."""
+        if vectors is not None:
+            self._vectors = np.asarray(vectors(self._index.prompts), dtype=np.float16)
         replies = self._index.replies
         if encode is not None:
             # One reply at a time (0.2 s for the 10,575 Korean ones): the tokenizer's batch encoding
@@ -168,14 +189,30 @@ class ReplyMemory:
         return _Index(prompts, replies, gram_ids, idf, float(_idf(n, np.zeros(1))[0]), mean_length,
                       np.concatenate([[0], np.cumsum(document_frequency)]), row_of[order], weights[order])
 
-    def nearest(self, prompt: str, k: int) -> list[Neighbour]:
-        """The k training prompts most similar to prompt (similarity > 0), most similar first."""
+    def nearest(self, prompt: str, k: int, vector: np.ndarray | None = None) -> list[Neighbour]:
+        """The k training prompts most similar to prompt, most similar first: those sharing n-grams
+        with it, ranked by BM25 alone, or also by their vectors' cosine with vector [H] (a unit
+        vector, see indexed) when both are known."""
+        vectors = self._vectors if vector is not None else None
+        similarities, rows = self._nearest_in_characters(prompt, max(k, POOL) if vectors is not None else k)
+        if vectors is not None and rows.size:
+            cosines = vectors[rows].astype(np.float32) @ np.asarray(vector, dtype=np.float32)
+            blended = np.maximum((1 - VECTOR_SHARE) * similarities + VECTOR_SHARE * cosines, 0.0)
+            order = np.argsort(-blended, kind="stable")[:k]
+            similarities, rows = blended[order], rows[order]
+        index = self._index
+        return [Neighbour(similarity, index.prompts[i], index.replies[i], self._ids_of_reply(i))
+                for similarity, i in zip(similarities.tolist(), rows.tolist(), strict=True)]
+
+    def _nearest_in_characters(self, prompt: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The BM25 similarities and rows of the k training prompts that share the most n-grams
+        with prompt (similarity > 0), nearest first."""
         index = self._index
         grams = _grams(prompt)
         ids = np.array([index.gram_ids.get(gram, -1) for gram in grams], dtype=np.int64)
         known = ids[ids >= 0]
         if not known.size or k <= 0:
-            return []
+            return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
         # The score a prompt made of exactly these n-grams would get: n-grams no prompt holds count
         # as the rarest, so that a query matched only in part is less similar.
         counts = np.fromiter(grams.values(), dtype=np.float32, count=len(grams))
@@ -190,8 +227,8 @@ class ReplyMemory:
                              minlength=len(index.prompts)) / own_score  # a prompt appears once per n-gram
         # torch's top-k over the 10,575 Korean prompts takes 30 us where numpy's argpartition took 200.
         best, top = torch.from_numpy(scores).topk(min(k, len(scores)))
-        return [Neighbour(score, index.prompts[i], index.replies[i], self._ids_of_reply(i))
-                for score, i in zip(best.tolist(), top.tolist(), strict=True) if score > 0]
+        found = best > 0
+        return best[found].numpy(), top[found].numpy()
 
     def _ids_of_reply(self, i: int) -> list[int] | None:
         if self._reply_ids is None or self._reply_starts is None:

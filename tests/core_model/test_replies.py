@@ -1,7 +1,9 @@
+import numpy as np
 import pytest
 
 from core_model.config import DecodeConfig
 from core_model.model import Seq2Seq
+from core_model.prompt_vectors import prompt_vectors
 from core_model.replies import reply_text, reply_texts
 from core_model.reply_memory import ReplyMemory
 from core_model.tokenizer import Tokenizer
@@ -36,3 +38,30 @@ def test_a_prompt_sharing_no_character_with_the_memory_gets_an_empty_reply(
     assert replies == [tokenizer.decode(tokenizer.encode(PAIRS[0].reply)), "", "", ""]
     # Without a memory to tell, the model answers them all.
     assert all(reply_texts(trained, tokenizer, sources, config))
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "beam"])
+def test_the_prompts_vectors_choose_which_neighbours_reply_guides_the_decoding(
+        trained: Seq2Seq, tokenizer: Tokenizer, strategy: str) -> None:
+    prompts, replies = [p.prompt for p in PAIRS], [p.reply for p in PAIRS]
+    query = "hello how are you"  # nearest in characters: "how are you", then "hello there"
+    config = DecodeConfig(strategy=strategy)  # type: ignore[arg-type]
+    source = [tokenizer.encode(query)]
+    assert reply_texts(trained, tokenizer, source, config, ReplyMemory(prompts, replies)) == ["i am fine, thanks"]
+    own = prompt_vectors(trained, tokenizer, [query])[0]
+    for meant, reply in (("hello there", "hi! how are you?"), ("how are you", "i am fine, thanks")):
+        # the encoder "says" the query means what the prompt meant means
+        memory = ReplyMemory(prompts, replies).indexed(
+            tokenizer.encode, lambda kept, meant=meant: np.stack([own if p == meant else -own for p in kept]))
+        assert reply_texts(trained, tokenizer, source, config, memory) == [reply]
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "beam"])
+def test_with_vectors_a_prompt_sharing_no_character_with_the_memory_still_gets_an_empty_reply(
+        trained: Seq2Seq, tokenizer: Tokenizer, strategy: str) -> None:
+    # the prompts are encoded before their neighbours are looked up, and again without those left unanswered
+    memory = ReplyMemory([p.prompt for p in PAIRS], [p.reply for p in PAIRS]).indexed(
+        tokenizer.encode, lambda prompts: prompt_vectors(trained, tokenizer, prompts))
+    sources = [tokenizer.encode(text) for text in ["🦄", PAIRS[4].prompt, "你好", PAIRS[0].prompt]]
+    replies = reply_texts(trained, tokenizer, sources, DecodeConfig(strategy=strategy), memory)  # type: ignore[arg-type]
+    assert replies == ["", PAIRS[4].reply, "", tokenizer.decode(tokenizer.encode(PAIRS[0].reply))]

@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 
 from core_model import reply_memory
@@ -66,8 +67,9 @@ def test_indexed_with_an_encoder_its_neighbours_carry_their_replies_token_ids(mo
     assert all(n.reply_ids is None for n in ReplyMemory(PROMPTS, REPLIES).nearest("배고파", 3))
     # only the pairs that fit the n-gram budget are kept: the ids follow the replies kept
     monkeypatch.setattr(reply_memory, "MAX_NGRAMS", sum(len(reply_memory._grams(p)) for p in PROMPTS[1:]))
-    memory = ReplyMemory(PROMPTS, REPLIES).indexed(encode)
-    assert memory.replies == REPLIES[1:]
+    given: list[list[str]] = []
+    memory = ReplyMemory(PROMPTS, REPLIES).indexed(encode, lambda prompts: given.append(prompts) or np.eye(len(prompts)))
+    assert memory.replies == REPLIES[1:] and given == [PROMPTS[1:]]  # so are the vectors
     for prompt in PROMPTS[1:]:
         for neighbour in memory.nearest(prompt, 3):
             assert neighbour.reply_ids == encode(neighbour.reply)
@@ -116,3 +118,36 @@ def test_the_base_survives_json_and_the_budget_drops_its_oldest_pairs_first(monk
 def test_a_malformed_memory_is_a_value_error(text: str) -> None:
     with pytest.raises(ValueError):
         ReplyMemory.from_json(text)
+
+
+def _unit(*values: float) -> np.ndarray:
+    vector = np.array(values, dtype=np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+def test_given_vectors_the_prompts_nearest_in_characters_are_ranked_by_a_blend_with_their_cosine() -> None:
+    vectors = {"배고파": _unit(1, 0, 0), "배가 너무 고파요": _unit(0, 1, 0)}
+    seen: list[list[str]] = []
+
+    def vectors_of(prompts: list[str]) -> np.ndarray:
+        seen.append(prompts)
+        return np.stack([vectors.get(prompt, _unit(0, 0, 1)) for prompt in prompts])
+
+    plain = ReplyMemory(PROMPTS, REPLIES)
+    memory = ReplyMemory(PROMPTS, REPLIES).indexed(vectors=vectors_of)
+    assert seen == [PROMPTS] and memory.has_vectors and not plain.has_vectors
+    by_characters = {n.prompt: n.similarity for n in plain.nearest("배고파요", 5)}
+    assert next(iter(by_characters)) == "배가 너무 고파요"
+    # a vector that says the query means what "배고파" means puts that prompt first
+    found = memory.nearest("배고파요", 5, vector=_unit(1, 0, 0))
+    assert found[0].prompt == "배고파"
+    share = reply_memory.VECTOR_SHARE
+    for neighbour in found:
+        cosine = float(vectors.get(neighbour.prompt, _unit(0, 0, 1)) @ _unit(1, 0, 0))
+        expected = max((1 - share) * by_characters[neighbour.prompt] + share * cosine, 0.0)
+        assert neighbour.similarity == pytest.approx(expected, abs=1e-3)
+    assert [n.similarity for n in found] == sorted((n.similarity for n in found), reverse=True)
+    # the vectors rank only prompts that share characters with the query, and only when given one
+    assert {n.prompt for n in found} == set(by_characters)
+    assert memory.nearest("ｘｙｚ", 3, vector=_unit(1, 0, 0)) == []
+    assert memory.nearest("배고파요", 5) == plain.nearest("배고파요", 5)
