@@ -18,10 +18,12 @@ with "Only if we're programmed to." and "thanks" with "Mary Shelley." (with its 
 Given the prompts' vectors (indexed, core_model/prompt_vectors.py) and the new prompt's, the POOL
 prompts nearest in characters are ranked again by a blend of their BM25 similarity and the cosine
 of the vectors: the model's encoder knows which wordings it answers alike, where characters tell
-only what two wordings share. Guided greedy replies (the default) scored chrF 29.2-29.5 against
-27.75 on 600 Korean pairs held out of train.tsv (a model trained 600 s on the rest), and 29.2-29.6
-against 28.75 on valid.tsv, with VECTOR_SHARE 0.33-0.5; pools of 10, 20 and 50 scored 29.0, 29.4
-and 29.3 on the held-out pairs.
+only what two wordings share. Guided greedy replies (the default) scored chrF 29.4 against 27.75
+on 600 Korean pairs held out of train.tsv (a model trained 600 s on the rest; 29.2-29.5 with
+VECTOR_SHARE 0.33-0.5, and 29.0, 29.4 and 29.3 with pools of 10, 20 and 50). On valid.tsv, four
+models trained 600 s scored 28.55-29.54 against 27.94-28.75 (gains of 0.2 to 1.5), and on
+ccc_chitchat's 12.49 against 12.17. Adding the model's log-probability of each neighbour's reply
+to the blend, or the reply's likeness in characters to the prompt, did not help.
 """
 
 from __future__ import annotations
