@@ -64,7 +64,8 @@ def served_source(loaded: LoadedModel, prompt: str, context: str) -> list[int]:
 
 def served_memory(loaded: LoadedModel, model: Seq2Seq) -> ReplyMemory | None:
     """The model folder's memory as decoding with model (loaded's, packed or not) uses it: indexed,
-    its replies tokenised, its prompts' vectors computed by model (about 1 s for 10,000 prompts)."""
+    its replies tokenised, its prompts' vectors computed by model (0.8 s for
+    10,575 Korean prompts, 3.5 s for 12,927 longer English ones, on two threads)."""
     if loaded.memory is None:
         return None
     return loaded.memory.indexed(loaded.tokenizer.encode,
