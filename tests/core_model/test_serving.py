@@ -8,6 +8,7 @@ from core_model.config import DecodeConfig
 from core_model.decoding import generate
 from core_model.model import Seq2Seq
 from core_model.pipeline import new_model
+from core_model.replies import reply_texts
 from core_model.serving import load_for_serving, packed_for_serving
 from core_model.tokenizer import Tokenizer
 from tests.conftest import PAIRS, TINY_MODEL
@@ -35,6 +36,18 @@ def test_a_packed_reply_does_not_depend_on_its_batch(trained: Seq2Seq, tokenizer
     sources = _sources(tokenizer)
     together = generate(packed, sources, GREEDY)
     assert together == [generate(packed, [source], GREEDY)[0] for source in sources]
+
+
+def test_a_served_reply_does_not_depend_on_its_batch(model_dir: Path, tokenizer: Tokenizer) -> None:
+    # as the bot replies: the memory's neighbours ranked with the prompts' vectors, then guided decoding
+    loaded = load_for_serving(model_dir)
+    assert loaded.memory is not None and loaded.memory.has_vectors
+    sources = [tokenizer.encode(text) for text in
+               [p.prompt for p in PAIRS] + ["hello how are you", "배고파요 오늘", "what is the weather", "🦄"]]
+    together = reply_texts(loaded.model, tokenizer, sources, DecodeConfig(), loaded.memory)
+    assert together == [reply_texts(loaded.model, tokenizer, [source], DecodeConfig(), loaded.memory)[0]
+                        for source in sources]
+    assert all(together[: len(PAIRS)]) and together[-1] == ""
 
 
 def test_packing_leaves_the_trained_model_alone(trained: Seq2Seq, model_dir: Path) -> None:
