@@ -1,9 +1,11 @@
 """From source ids to reply texts: decoding, then (for beam search) the choice among the n-best.
 
-With the memory of training pairs, each prompt's nearest training prompts are looked up once:
-their replies guide the decoding (config.neighbour_share, core_model/guidance.py) and choose among
-beam search's candidates (rerank="neighbours", core_model/reranking.py). A prompt with no
-neighbour at all (not one character in common) gets an empty reply.
+With the memory of training pairs, each prompt's nearest training prompts are looked up once, by
+their characters and, when the memory holds the prompts' vectors, by the vector of the prompt's
+encoding (core_model/prompt_vectors.py), the encoding the decoding then starts from. Their replies
+guide the decoding (config.neighbour_share, core_model/guidance.py) and choose among beam search's
+candidates (rerank="neighbours", core_model/reranking.py). A prompt with no neighbour at all (not
+one character in common) gets an empty reply.
 """
 
 from __future__ import annotations
