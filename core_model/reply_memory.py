@@ -22,8 +22,11 @@ only what two wordings share. Guided greedy replies (the default) scored chrF 29
 on 600 Korean pairs held out of train.tsv (a model trained 600 s on the rest; 29.2-29.5 with
 VECTOR_SHARE 0.33-0.5, and 29.0, 29.4 and 29.3 with pools of 10, 20 and 50). On valid.tsv, four
 models trained 600 s scored 28.55-29.54 against 27.94-28.75 (gains of 0.2 to 1.5), and on
-ccc_chitchat's 12.49 against 12.17. Adding the model's log-probability of each neighbour's reply
-to the blend, or the reply's likeness in characters to the prompt, did not help.
+ccc_chitchat's 12.49 against 12.17. None of these helped: adding to the blend the model's
+log-probability of each neighbour's reply (or its pointwise mutual information with the prompt) or
+the reply's likeness in characters to the prompt; a vote over the pool's replies; a share of the
+vectors that falls as BM25's best similarity rises; vectors trained to bring together prompts that
+share a reply, or prompts and their replies.
 """
 
 from __future__ import annotations
