@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -37,8 +36,7 @@ def prompt_vectors(model: Seq2Seq, tokenizer: Tokenizer, prompts: Sequence[str])
     sources = [source_ids(tokenizer, prompt, "", model.config) for prompt in prompts]
     vectors = np.zeros((len(prompts), model.config.hidden_size), dtype=np.float16)
     order = [i for i in sorted(range(len(sources)), key=lambda i: len(sources[i])) if sources[i]]
-    with torch.inference_mode():
-        for start in range(0, len(order), BATCH):
-            rows = order[start : start + BATCH]
-            vectors[rows] = start_vectors(encode(model, [sources[i] for i in rows]).state).numpy()
+    for start in range(0, len(order), BATCH):  # encode() runs in inference mode
+        rows = order[start : start + BATCH]
+        vectors[rows] = start_vectors(encode(model, [sources[i] for i in rows]).state).numpy()
     return vectors
