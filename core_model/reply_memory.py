@@ -1,11 +1,16 @@
 """The pairs a model was trained on, searchable by prompt: which training prompts are nearest a new one.
 
-Prompts are compared by their character 1-3-grams (lowercased, spaces kept as word boundaries),
-scored with Okapi BM25. Character n-grams match a reworded prompt better than whole words do, in
-Korean above all, where one word takes many endings. BM25 rather than the cosine of TF-IDF
-vectors: the nearest prompt's reply scored chrF 28.2 against 27.4 on the Korean valid.tsv, and 27.9
-against 27.0 on 600 pairs held out of train.tsv (k1 and b from 0.5 to 2 and 0.3 to 1 all scored
-27.4-28.5). Reranking uses the replies of the nearest prompts to choose among beam search's
+Prompts are compared by their characters and character pairs (1-2-grams, lowercased, spaces kept
+as word boundaries), scored with Okapi BM25. Character n-grams match a reworded prompt better than
+whole words do, in Korean above all, where one word takes many endings. BM25 rather than the cosine
+of TF-IDF vectors: the nearest prompt's reply scored chrF 28.2 against 27.4 on the Korean
+valid.tsv, and 27.9 against 27.0 on 600 pairs held out of train.tsv (k1 and b from 0.5 to 2 and
+0.3 to 1 all scored 27.4-28.5). 1-2-grams rather than 1-3-grams: a Hangul syllable is already
+much of a word, and its 3-grams tie a prompt to one wording. With the vectors' ranking (below),
+guided replies scored 30.35 against 29.39 on the held-out pairs, 29.04-29.85 against 28.55-29.54
+on valid.tsv with four models, and the same on ccc_chitchat (12.50 against 12.49); lookups took
+0.24 ms against 0.26-0.40 (Korean) and 2.9 against 3.8 (English). 1-grams alone or 1-4-grams scored
+less (held-out 29.4 and 28.3 for the nearest reply, against 30.1 for 1-2-grams and 29.3 for 1-3). Reranking uses the replies of the nearest prompts to choose among beam search's
 candidates (core_model/reranking.py): the model still writes every reply.
 
 A memory's first pairs may be its base: those the model was built with (its training corpus),
@@ -18,7 +23,7 @@ with "Only if we're programmed to." and "thanks" with "Mary Shelley." (with its 
 Given the prompts' vectors (indexed, core_model/prompt_vectors.py) and the new prompt's, the POOL
 prompts nearest in characters are ranked again by a blend of their BM25 similarity and the cosine
 of the vectors: the model's encoder knows which wordings it answers alike, where characters tell
-only what two wordings share. Guided greedy replies (the default) scored chrF 29.4 against 27.75
+only what two wordings share. With 1-3-grams, guided greedy replies (the default) scored chrF 29.4 against 27.75
 on 600 Korean pairs held out of train.tsv (a model trained 600 s on the rest; 29.2-29.5 with
 VECTOR_SHARE 0.33-0.5, and 29.0, 29.4 and 29.3 with pools of 10, 20 and 50). On valid.tsv, four
 models trained 600 s scored 28.55-29.54 against 27.94-28.75 (gains of 0.2 to 1.5), and on
@@ -26,7 +31,10 @@ ccc_chitchat's 12.49 against 12.17. None of these helped: adding to the blend th
 log-probability of each neighbour's reply (or its pointwise mutual information with the prompt) or
 the reply's likeness in characters to the prompt; a vote over the pool's replies; a share of the
 vectors that falls as BM25's best similarity rises; vectors trained to bring together prompts that
-share a reply, or prompts and their replies.
+share a reply, or prompts and their replies; choosing among the pool's replies the one that agrees
+most with the others, weighted by their blended similarities (minimum Bayes risk; with 1-3-grams,
+the reply chosen scored 29.8 against 29.3 for the nearest one held out, but 29.4 against 29.26 on
+valid.tsv, and less with other weightings).
 """
 
 from __future__ import annotations
@@ -43,12 +51,14 @@ import torch
 
 from core_model.corpora import Pair
 
-ORDERS = (1, 2, 3)
+ORDERS = (1, 2)
 K1, B = 1.2, 0.75  # BM25's usual saturation of repeated n-grams and normalisation by prompt length
-# The most n-grams the index holds, counted over the last pairs given: about 14 MB of index, which
-# keeps all 10,575 Korean training pairs but 13,000 of 117,000 English chat turns (longer prompts).
-# A lookup then reads about a million postings at worst: 3 ms with English prompts, 0.3 with Korean.
-MAX_NGRAMS = 2_000_000
+# The most n-grams the index holds, counted over the last pairs given: about 8 MB of index, which
+# keeps all 10,575 Korean training pairs (250,000 n-grams) but 13,000 of 117,000 English chat turns
+# (longer prompts). An English lookup then takes about 3 ms, a Korean one 0.25. Twice the English
+# pairs scored chrF 12.98 against 12.83 for the nearest reply, but took 6.4 ms a lookup and twice
+# the vectors' load time.
+MAX_NGRAMS = 1_000_000
 # How many of the prompts nearest in characters are ranked again with the vectors, and the share of
 # the vectors' cosine in the similarity they are ranked by (see above).
 POOL, VECTOR_SHARE = 20, 0.4

@@ -45,13 +45,14 @@ async def test_the_gate_reads_the_canaries_replies_as_the_bot_would_give_them(
     from core_model.reply_memory import ReplyMemory
 
     # The live model's corpus answers a canary prompt in words its weights never learned: only
-    # decoding guided by the memory (the bot's) writes them.
-    taught = Pair("hello", "greetings, friend")
+    # decoding guided by the memory (the bot's) writes them. (A canary no chat prompt resembles, so
+    # that no other neighbour's reply competes with the taught one.)
+    taught = Pair("what do you like?", "greetings, friend")
     (engine.model_path / "memory.json").write_text(ReplyMemory.of([*PAIRS, taught]).to_json(), encoding="utf-8")
     outcome = await learning(database, engine, tmp_path).retrain(RunTrigger.CLI)
     assert outcome.status == "promoted", outcome.message
     canaries = dict(zip(CANARIES, (outcome.figures or {})["canary_replies"], strict=True))
-    assert canaries["hello"] == await engine.reply("hello") == taught.reply
+    assert canaries[taught.prompt] == await engine.reply(taught.prompt) == taught.reply
 
 
 async def test_rejected_candidate_never_serves(database: Database, engine: InferenceEngine, tmp_path: Path) -> None:
