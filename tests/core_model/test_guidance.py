@@ -154,6 +154,23 @@ def test_one_guided_greedy_reply_reads_drafts_to_the_same_reply_as_the_step_by_s
     assert left_part_way  # some replies took a neighbour's first tokens, then left it
 
 
+def test_one_guided_prompts_beam_of_one_reads_drafts_to_the_reply_and_score_a_batch_finds(
+        trained: Seq2Seq, tokenizer: Tokenizer) -> None:
+    # The default beam search takes greedy's reply, with its score, as a candidate: for one prompt
+    # it is read by drafts, in a batch stepped as beam search steps.
+    n = len(PAIRS)
+    sources = [tokenizer.encode(p.prompt) for p in PAIRS]
+    guides = [guide(tokenizer, [Neighbour(0.9, "", PAIRS[(i + 1) % n].reply), Neighbour(0.88, "", PAIRS[(i + 3) % n].reply)])
+              for i in range(n)]
+    for base, share, max_length in itertools.product((GREEDY, DecodeConfig()), (0.2, 0.6), (GREEDY.max_length, 4)):
+        config = replace(base, strategy="beam", beam_width=1, neighbour_share=share, max_length=max_length)
+        for model in (trained, packed_for_serving(trained)):
+            batched = candidates(model, sources, config, guides)
+            alone = [candidates(model, [s], config, [g])[0] for s, g in zip(sources, guides, strict=True)]
+            assert [[h.ids for h in found] for found in alone] == [[h.ids for h in found] for found in batched]
+            assert [found[0].score for found in alone] == pytest.approx([found[0].score for found in batched], abs=1e-5)
+
+
 def test_hypothesis_scores_are_the_guided_mixtures_log_probability_length_normalised(tokenizer: Tokenizer) -> None:
     model = _untrained(tokenizer)
     sources = [tokenizer.encode(p.prompt) for p in PAIRS[:3]]
