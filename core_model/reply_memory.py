@@ -10,7 +10,9 @@ much of a word, and its 3-grams tie a prompt to one wording. With the vectors' r
 guided replies scored 30.35 against 29.39 on the held-out pairs, 29.04-29.85 against 28.55-29.54
 on valid.tsv with four models, and the same on ccc_chitchat (12.50 against 12.49); lookups took
 0.24 ms against 0.26-0.40 (Korean) and 2.9 against 3.8 (English). 1-grams alone or 1-4-grams scored
-less (held-out 29.4 and 28.3 for the nearest reply, against 30.1 for 1-2-grams and 29.3 for 1-3). Reranking uses the replies of the nearest prompts to choose among beam search's
+less (held-out 29.4 and 28.3 for the nearest reply, against 30.1 for 1-2-grams and 29.3 for 1-3), and
+so did Hangul split into its letters (jamo 1-3-grams: 29.0), spaces dropped (29.4), or a share of
+BM25 over whole words in the blend (0.1-0.3 of it: 27.1-30.0, and less on five valid.tsv models). Reranking uses the replies of the nearest prompts to choose among beam search's
 candidates (core_model/reranking.py): the model still writes every reply.
 
 A memory's first pairs may be its base: those the model was built with (its training corpus),
