@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from core_model.batching import source_ids
 from core_model.config import DecodeConfig
 from core_model.model import Seq2Seq
 from core_model.prompt_vectors import prompt_vectors
@@ -49,11 +50,14 @@ def test_the_prompts_vectors_choose_which_neighbours_reply_guides_the_decoding(
     source = [tokenizer.encode(query)]
     assert reply_texts(trained, tokenizer, source, config, ReplyMemory(prompts, replies)) == ["i am fine, thanks"]
     own = prompt_vectors(trained, tokenizer, [query])[0]
+    # with the turn before as its context too: the prompt's vector is that of the prompt alone
+    after_a_turn = [source_ids(tokenizer, query, "커피 좋아해?", trained.config)]
     for meant, reply in (("hello there", "hi! how are you?"), ("how are you", "i am fine, thanks")):
         # the encoder "says" the query means what the prompt meant means
         memory = ReplyMemory(prompts, replies).indexed(
             tokenizer.encode, lambda kept, meant=meant: np.stack([own if p == meant else -own for p in kept]))
         assert reply_texts(trained, tokenizer, source, config, memory) == [reply]
+        assert reply_texts(trained, tokenizer, after_a_turn, config, memory) == [reply]
 
 
 @pytest.mark.parametrize("strategy", ["greedy", "beam"])

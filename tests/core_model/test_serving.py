@@ -4,6 +4,7 @@ from pathlib import Path
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
+from core_model.batching import source_ids
 from core_model.config import DecodeConfig
 from core_model.decoding import generate
 from core_model.model import Seq2Seq
@@ -43,7 +44,10 @@ def test_a_served_reply_does_not_depend_on_its_batch(model_dir: Path, tokenizer:
     loaded = load_for_serving(model_dir)
     assert loaded.memory is not None and loaded.memory.has_vectors
     sources = [tokenizer.encode(text) for text in
-               [p.prompt for p in PAIRS] + ["hello how are you", "배고파요 오늘", "what is the weather", "🦄"]]
+               [p.prompt for p in PAIRS] + ["hello how are you", "배고파요 오늘", "what is the weather"]]
+    # and after a turn (the prompt is encoded alone for its vector), then one sharing no character
+    sources += [source_ids(tokenizer, prompt, context, loaded.model.config)
+                for prompt, context in (("배고파요 오늘", "hello there"), ("how are you", "커피 좋아해?"), ("🦄", ""))]
     together = reply_texts(loaded.model, tokenizer, sources, DecodeConfig(), loaded.memory)
     assert together == [reply_texts(loaded.model, tokenizer, [source], DecodeConfig(), loaded.memory)[0]
                         for source in sources]
