@@ -8,7 +8,7 @@ valid.tsv, and 27.9 against 27.0 on 600 pairs held out of train.tsv (k1 and b fr
 0.3 to 1 all scored 27.4-28.5). 1-2-grams rather than 1-3-grams: a Hangul syllable is already
 much of a word, and its 3-grams tie a prompt to one wording. With the vectors' ranking (below),
 guided replies scored 30.35 against 29.39 on the held-out pairs, 29.04-29.85 against 28.55-29.54
-on valid.tsv with four models, and the same on ccc_chitchat (12.50 against 12.49); lookups took
+on valid.tsv with five models, and the same on ccc_chitchat (12.50 against 12.49); lookups took
 0.24 ms against 0.26-0.40 (Korean) and 2.9 against 3.8 (English). 1-grams alone or 1-4-grams scored
 less (held-out 29.4 and 28.3 for the nearest reply, against 30.1 for 1-2-grams and 29.3 for 1-3), and
 so did Hangul split into its letters (jamo 1-3-grams: 29.0), spaces dropped (29.4), or a share of
