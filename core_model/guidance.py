@@ -46,6 +46,8 @@ from core_model.reply_memory import Neighbour
 from core_model.reranking import neighbour_weights
 from core_model.tokenizer import EOS_ID, PAD_ID, Tokenizer
 
+_MARGIN = 1e-4  # see GuideRows.forced
+
 # A source's neighbour replies: (token ids ending in <eos>, weight) with weights summing to 1.
 Guide = list[tuple[list[int], float]]
 
@@ -98,6 +100,29 @@ class GuideRows:
         rest = self.replies[0, int(self.pulls[0].argmax()), self.step :].tolist()
         return rest[: rest.index(EOS_ID) + 1] if EOS_ID in rest else rest
 
+    def forced(self, share: float) -> Tensor:
+        """[R] the token each row's greedy choice is bound to whatever the model's distribution,
+        -1 where the model decides. The mixture gives a token share * its pull (its replies'
+        weight over that of the replies still followed) at least: above one half, no other token
+        can have as much, since the mixture sums to 1. A row following one reply is bound to its
+        next token (share > 1/2), and the decoder need not compute that row's distribution."""
+        if not self.active:
+            return torch.full((self.pulls.size(0),), -1, dtype=torch.long)
+        pull, next_tokens = self._pull()  # [R, K]
+        best, which = pull.max(dim=-1)  # [R]
+        token = next_tokens.gather(1, which.unsqueeze(1)).squeeze(1)
+        # the margin keeps rounding in the mixture's log-space sums from ever deciding
+        return torch.where(share * best > 0.5 + _MARGIN, token, -1)
+
+    def _pull(self) -> tuple[Tensor, Tensor]:
+        """([R, K] each neighbour reply's next token's pull, [R, K] those tokens): two neighbour
+        replies may continue with the same token, and each of those gets their sum, over the sum
+        of the replies still followed (0 in a row following none)."""
+        followed = self.pulls.sum(dim=-1, keepdim=True)  # [R, 1]
+        next_tokens = self.replies[:, :, self.step]  # [R, K]
+        same = next_tokens.unsqueeze(2) == next_tokens.unsqueeze(1)  # [R, K, K]
+        return (same * self.pulls.unsqueeze(1)).sum(dim=-1) / followed.clamp_min(1e-30), next_tokens
+
     def mix(self, log_probs: Tensor, share: float) -> Tensor:
         """log_probs [R, V] of the model's next token -> those of the mixture (log_probs itself
         when no row follows a neighbour's reply any more)."""
@@ -106,13 +131,8 @@ class GuideRows:
         # In a row still following a neighbour's reply, only the K tokens that continue one get more
         # than (1 - share) * p: the rest of the row is shifted by log(1 - share), and those K are
         # computed apart. A row following none keeps the model's distribution.
-        followed = self.pulls.sum(dim=-1, keepdim=True)  # [R, 1]
-        keep = torch.where(followed > 0, math.log1p(-share), 0.0)  # [R, 1]
-        next_tokens = self.replies[:, :, self.step]  # [R, K]
-        # Two neighbour replies may continue with the same token: each of those K gets their sum,
-        # over the sum of the replies still followed.
-        same = next_tokens.unsqueeze(2) == next_tokens.unsqueeze(1)  # [R, K, K]
-        pull = (same * self.pulls.unsqueeze(1)).sum(dim=-1) / followed.clamp_min(1e-30)  # [R, K]
+        keep = torch.where(self.pulls.sum(dim=-1, keepdim=True) > 0, math.log1p(-share), 0.0)  # [R, 1]
+        pull, next_tokens = self._pull()  # [R, K]
         own = log_probs.gather(1, next_tokens)  # [R, K]
         mixed = log_probs + keep
         return mixed.scatter_(1, next_tokens, torch.logaddexp(own + keep, (share * pull).log()))

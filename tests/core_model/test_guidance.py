@@ -62,6 +62,22 @@ def test_mix_leaves_the_model_alone_once_the_reply_departs_from_every_neighbour(
         assert torch.equal(guides.mix(log_probs, 0.5), log_probs)
 
 
+def test_a_token_the_guides_give_over_half_the_mixture_is_the_greedy_choice_whatever_the_model_says() -> None:
+    rows = GuideRows.of([[([5, 6, EOS_ID], 1.0)],  # one reply followed: bound to it
+                         [([5, 6, EOS_ID], 0.5), ([7, EOS_ID], 0.5)],  # split: the model decides
+                         [([5, 6, EOS_ID], 0.45), ([5, 8, EOS_ID], 0.45), ([9, EOS_ID], 0.1)],  # two agree on 5
+                         []])  # no neighbour
+    for share, bound in ((0.6, [5, -1, 5, -1]), (0.5, [-1, -1, -1, -1])):  # at most one half: never bound
+        assert rows.forced(share).tolist() == bound
+        for row, token in enumerate(bound):
+            if token >= 0:  # even a model sure of another token does not outweigh it
+                sure = torch.full((1, V), -30.0).index_fill_(1, torch.tensor([3]), 0.0).log_softmax(dim=-1)
+                assert int(rows.select(torch.tensor([row])).mix(sure, share).argmax()) == token
+    after = rows.advance(torch.tensor([5, 7, 5, 4]))
+    assert after.forced(0.6).tolist() == [6, EOS_ID, -1, -1]  # the third row now splits 0.5 / 0.5
+    assert rows.advance(torch.tensor([4, 4, 4, 4])).forced(0.6).tolist() == [-1, -1, -1, -1]  # none followed
+
+
 def test_rows_without_neighbours_are_padded_and_pull_nowhere() -> None:
     rows = GuideRows.of([[([5, EOS_ID], 1.0)], []])
     assert rows.replies.tolist() == [[[5, EOS_ID]], [[PAD_ID, PAD_ID]]] and rows.pulls.tolist() == [[1.0], [0.0]]
@@ -169,6 +185,16 @@ def test_one_guided_prompts_beam_of_one_reads_drafts_to_the_reply_and_score_a_ba
             alone = [candidates(model, [s], config, [g])[0] for s, g in zip(sources, guides, strict=True)]
             assert [[h.ids for h in found] for found in alone] == [[h.ids for h in found] for found in batched]
             assert [found[0].score for found in alone] == pytest.approx([found[0].score for found in batched], abs=1e-5)
+
+
+def test_a_guided_batch_does_not_end_a_reply_before_its_minimum_length(tokenizer: Tokenizer) -> None:
+    # the neighbours' one-token replies bind the next token to <eos>, which is not allowed yet
+    model = _untrained(tokenizer)
+    sources = [tokenizer.encode(p.prompt) for p in PAIRS[:3]]
+    guides = [[([tokenizer.encode(p.reply)[0], EOS_ID], 1.0)] for p in PAIRS[:3]]
+    replies = generate(model, sources, replace(GREEDY, neighbour_share=0.9, min_length=3, no_repeat_ngram=0), guides)
+    assert [len(reply) >= 3 for reply in replies] == [True] * 3
+    assert [reply[0] for reply in replies] == [ids[0] for (ids, _), in guides]  # the neighbours' first token
 
 
 def test_hypothesis_scores_are_the_guided_mixtures_log_probability_length_normalised(tokenizer: Tokenizer) -> None:
