@@ -114,6 +114,18 @@ class GuideRows:
         # the margin keeps rounding in the mixture's log-space sums from ever deciding
         return torch.where(share * best > 0.5 + _MARGIN, token, -1)
 
+    def bound_rests(self, share: float) -> list[list[int] | None]:
+        """Per row, the rest of the reply (to its <eos>) when the guides bind every token still to
+        come (GuideRows.forced): the replies the row still follows all go on alike, so each next
+        token is bound in turn. None where the model still has a say."""
+        if not self.active or share <= 0.5 + _MARGIN:
+            return [None] * self.pulls.size(0)
+        followed = self.pulls > 0  # [R, K]
+        rest = self.replies[:, :, self.step :]  # [R, K, L']: PAD_ID after each <eos>
+        first = rest.gather(1, followed.int().argmax(dim=1).view(-1, 1, 1).expand(-1, 1, rest.size(2)))  # [R, 1, L']
+        alike = ((rest == first).all(dim=-1) | ~followed).all(dim=-1) & followed.any(dim=-1)  # [R]
+        return [_to_eos(first[r, 0].tolist()) if bound else None for r, bound in enumerate(alike.tolist())]
+
     def _pull(self) -> tuple[Tensor, Tensor]:
         """([R, K] each neighbour reply's next token's pull, [R, K] those tokens): two neighbour
         replies may continue with the same token, and each of those gets their sum, over the sum
@@ -136,3 +148,7 @@ class GuideRows:
         own = log_probs.gather(1, next_tokens)  # [R, K]
         mixed = log_probs + keep
         return mixed.scatter_(1, next_tokens, torch.logaddexp(own + keep, (share * pull).log()))
+
+
+def _to_eos(ids: list[int]) -> list[int]:
+    return ids[: ids.index(EOS_ID) + 1] if EOS_ID in ids else ids

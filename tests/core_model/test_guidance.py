@@ -78,6 +78,40 @@ def test_a_token_the_guides_give_over_half_the_mixture_is_the_greedy_choice_what
     assert rows.advance(torch.tensor([4, 4, 4, 4])).forced(0.6).tolist() == [-1, -1, -1, -1]  # none followed
 
 
+def test_a_reply_is_bound_to_its_end_while_the_replies_it_follows_go_on_alike() -> None:
+    rows = GuideRows.of([[([5, 6, EOS_ID], 1.0)],
+                         [([5, 6, EOS_ID], 0.6), ([5, 6, EOS_ID], 0.4)],  # the same reply twice
+                         [([5, 6, EOS_ID], 0.9), ([5, 7, EOS_ID], 0.1)],  # bound to 5, then the model decides
+                         []])
+    assert rows.bound_rests(0.6) == [[5, 6, EOS_ID], [5, 6, EOS_ID], None, None]
+    assert rows.bound_rests(0.5) == [None] * 4  # a share of one half binds nothing
+    after = rows.advance(torch.tensor([5, 5, 5, 5])).advance(torch.tensor([6, 6, 6, 6]))
+    assert after.bound_rests(0.6) == [[EOS_ID], [EOS_ID], [EOS_ID], None]  # the third left the other reply
+
+
+@pytest.mark.parametrize("max_length", [2, GREEDY.max_length])
+def test_replies_the_guides_bind_to_their_end_are_written_without_the_decoder(
+        tokenizer: Tokenizer, max_length: int) -> None:
+    model = _untrained(tokenizer)
+    decoded = 0
+    decode = model.decode
+
+    def counted(*args: object) -> object:
+        nonlocal decoded
+        decoded += 1
+        return decode(*args)  # type: ignore[arg-type]
+
+    model.decode = counted  # type: ignore[method-assign]
+    sources = [tokenizer.encode(p.prompt) for p in PAIRS[:3]]
+    follow = [tokenizer.encode(p.reply) for p in PAIRS[3:6]]
+    guides = [[(ids + [EOS_ID], 1.0)] for ids in follow]
+    config = replace(GREEDY, neighbour_share=0.6, max_length=max_length)
+    expected = [ids[:max_length] for ids in follow]
+    assert generate(model, sources, config, guides) == expected  # a batch
+    assert [generate(model, [s], config, [g])[0] for s, g in zip(sources, guides, strict=True)] == expected  # one by one
+    assert decoded == 0
+
+
 def test_rows_without_neighbours_are_padded_and_pull_nowhere() -> None:
     rows = GuideRows.of([[([5, EOS_ID], 1.0)], []])
     assert rows.replies.tolist() == [[[5, EOS_ID]], [[PAD_ID, PAD_ID]]] and rows.pulls.tolist() == [[1.0], [0.0]]
