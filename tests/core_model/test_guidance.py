@@ -7,7 +7,7 @@ import torch
 
 from core_model.config import DecodeConfig
 from core_model.decoding import candidates, generate
-from core_model.guidance import GuideRows, guide
+from core_model.guidance import Guide, GuideRows, guide
 from core_model.model import Seq2Seq
 from core_model.replies import reply_texts
 from core_model.reply_memory import Neighbour, ReplyMemory
@@ -181,15 +181,21 @@ def test_guided_batched_decode_equals_one_by_one(trained: Seq2Seq, tokenizer: To
     assert together == [generate(trained, [s], config, [g])[0] for s, g in zip(sources, guides, strict=True)]
 
 
+def _guided_by_two_others(tokenizer: Tokenizer) -> tuple[list[list[int]], list[Guide]]:
+    """PAIRS' prompts, each guided by two other prompts' replies, which its own reply leaves at
+    various points."""
+    n = len(PAIRS)
+    sources = [tokenizer.encode(p.prompt) for p in PAIRS]
+    guides = [guide(tokenizer, [Neighbour(0.9, "", PAIRS[(i + 1) % n].reply), Neighbour(0.88, "", PAIRS[(i + 3) % n].reply)])
+              for i in range(n)]
+    return sources, guides
+
+
 def test_one_guided_greedy_reply_reads_drafts_to_the_same_reply_as_the_step_by_step_loop(
         trained: Seq2Seq, tokenizer: Tokenizer) -> None:
     # One prompt's greedy decoding reads a neighbour's reply in one decoder call and goes on from
     # where its reply leaves it; a batch decodes a step at a time.
-    n = len(PAIRS)
-    sources = [tokenizer.encode(p.prompt) for p in PAIRS]
-    # each prompt guided by two other prompts' replies, which its own reply leaves at various points
-    guides = [guide(tokenizer, [Neighbour(0.9, "", PAIRS[(i + 1) % n].reply), Neighbour(0.88, "", PAIRS[(i + 3) % n].reply)])
-              for i in range(n)]
+    sources, guides = _guided_by_two_others(tokenizer)
     served = packed_for_serving(trained)  # as the bot decodes: fp16 matrices
     left_part_way = 0
     for share, max_length in itertools.product((0.2, 0.4, 0.6), (GREEDY.max_length, 4)):
@@ -208,10 +214,7 @@ def test_one_guided_prompts_beam_of_one_reads_drafts_to_the_reply_and_score_a_ba
         trained: Seq2Seq, tokenizer: Tokenizer) -> None:
     # The default beam search takes greedy's reply, with its score, as a candidate: for one prompt
     # it is read by drafts, in a batch stepped as beam search steps.
-    n = len(PAIRS)
-    sources = [tokenizer.encode(p.prompt) for p in PAIRS]
-    guides = [guide(tokenizer, [Neighbour(0.9, "", PAIRS[(i + 1) % n].reply), Neighbour(0.88, "", PAIRS[(i + 3) % n].reply)])
-              for i in range(n)]
+    sources, guides = _guided_by_two_others(tokenizer)
     for base, share, max_length in itertools.product((GREEDY, DecodeConfig()), (0.2, 0.6), (GREEDY.max_length, 4)):
         config = replace(base, strategy="beam", beam_width=1, neighbour_share=share, max_length=max_length)
         for model in (trained, packed_for_serving(trained)):
