@@ -10,9 +10,10 @@ much of a word, and its 3-grams tie a prompt to one wording. With the vectors' r
 guided replies scored 30.35 against 29.39 on the held-out pairs, 29.04-29.85 against 28.55-29.54
 on valid.tsv with five models, and the same on ccc_chitchat (12.50 against 12.49); lookups took
 0.24 ms against 0.26-0.40 (Korean) and 2.9 against 3.8 (English). 1-grams alone or 1-4-grams scored
-less (held-out 29.4 and 28.3 for the nearest reply, against 30.1 for 1-2-grams and 29.3 for 1-3), and
-so did Hangul split into its letters (jamo 1-3-grams: 29.0), spaces dropped (29.4), or a share of
-BM25 over whole words in the blend (0.1-0.3 of it: 27.1-30.0, and less on five valid.tsv models). Reranking uses the replies of the nearest prompts to choose among beam search's
+less (held-out 29.4 and 28.3 for the nearest reply, against 30.1 for 1-2-grams and 29.3 for
+1-3), and so did Hangul split into its letters (jamo 1-3-grams: 29.0), spaces dropped (29.4), or a
+share of BM25 over whole words in the blend (0.1-0.3 of it: 27.1-30.0, and less on five valid.tsv
+models). Reranking uses the replies of the nearest prompts to choose among beam search's
 candidates (core_model/reranking.py): the model still writes every reply.
 
 A memory's first pairs may be its base: those the model was built with (its training corpus),
@@ -25,8 +26,8 @@ with "Only if we're programmed to." and "thanks" with "Mary Shelley." (with its 
 Given the prompts' vectors (indexed, core_model/prompt_vectors.py) and the new prompt's, the POOL
 prompts nearest in characters are ranked again by a blend of their BM25 similarity and the cosine
 of the vectors: the model's encoder knows which wordings it answers alike, where characters tell
-only what two wordings share. With 1-3-grams, guided greedy replies (the default) scored chrF 29.4 against 27.75
-on 600 Korean pairs held out of train.tsv (a model trained 600 s on the rest; 29.2-29.5 with
+only what two wordings share. With 1-3-grams, guided greedy replies (the default) scored chrF
+29.4 against 27.75 on 600 Korean pairs held out of train.tsv (a model trained 600 s on the rest; 29.2-29.5 with
 VECTOR_SHARE 0.33-0.5, and 29.0, 29.4 and 29.3 with pools of 10, 20 and 50). On valid.tsv, four
 models trained 600 s scored 28.55-29.54 against 27.94-28.75 (gains of 0.2 to 1.5), and on
 ccc_chitchat's 12.49 against 12.17. None of these helped: adding to the blend the model's
