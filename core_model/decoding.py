@@ -11,7 +11,9 @@ A single guided prompt's greedy reply reads each neighbour reply it follows in o
 In a batch, greedy decoding computes the output layer only for the rows whose next token the
 guides leave to the model (_next_tokens), and a reply the guides bind to its end (the neighbour
 replies it still follows go on alike) is written out without the decoder: the same replies,
-`chatbot bench infer`'s 64 concurrent requests 1,581-1,649 replies/s against 1,092-1,123.
+`chatbot bench infer`'s 64 concurrent requests 1,581-1,649 replies/s against 1,092-1,123. (For
+one prompt, the draft reader gained nothing from that: most replies are bound only after their
+first token, by when it has read the whole draft.)
 """
 
 from __future__ import annotations
@@ -194,7 +196,7 @@ def _step_by_step(model: Seq2Seq, memory: Memory, state: State, src: Tensor, gui
     """
     B = src.size(0)
     if B == 1 and config.strategy == "greedy" and guides is not None:
-        for finished in _greedy_reading_drafts(model, memory, state, src, guides, config, max_length, scored=False):
+        for finished in _greedy_reading_drafts(model, memory, state, src, guides, config, max_length):
             yield [(row, hypotheses[0].ids) for row, hypotheses in finished]
         return
     generator = None
@@ -261,12 +263,10 @@ def _next_tokens(model: Seq2Seq, features: Tensor, guides: GuideRows | None, gen
 
 
 def _greedy_reading_drafts(model: Seq2Seq, memory: Memory, state: State, src: Tensor, guides: GuideRows,
-                           config: DecodeConfig, max_length: int,
-                           scored: bool = True) -> Iterator[Finished[list[Hypothesis]]]:
+                           config: DecodeConfig, max_length: int) -> Iterator[Finished[list[Hypothesis]]]:
     """Greedy decoding of one guided prompt, the same reply to the token as _step_by_step's, in
     fewer decoder calls, as the one hypothesis of a beam search of width 1, with that search's score
-    (the guided mixture's log-probability, length-normalised) if scored. Unscored, a reply the
-    guides bind to its end is written out at once (GuideRows.bound_rests), as in a batch.
+    (the guided mixture's log-probability, length-normalised).
 
     While the reply follows a neighbour's, greedy decoding mostly writes that reply's next tokens
     (the guide's draft). The decoder reads the whole draft in one call, as in training, and the
@@ -280,10 +280,6 @@ def _greedy_reading_drafts(model: Seq2Seq, memory: Memory, state: State, src: Te
     token = GO_ID
     generated = torch.empty((1, 0), dtype=torch.long)
     while len(reply) < max_length:
-        rest = None if scored else guides.bound_rests(config.neighbour_share)[0]
-        if rest is not None and len(reply) + len(rest) - 1 >= config.min_length:
-            yield [(0, [Hypothesis(0.0, (reply + rest[:-1])[:max_length])])]  # unscored
-            return
         inputs = ([token] + guides.draft()[:-1])[: max_length - len(reply)]  # [T]: the last token, then the draft's
         features, state_after_all = model.decode(torch.tensor([inputs]), state, memory)  # [1, T, H]
         logits = model.logits(features[0]).float()  # [T, V]

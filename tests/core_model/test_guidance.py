@@ -90,7 +90,7 @@ def test_a_reply_is_bound_to_its_end_while_the_replies_it_follows_go_on_alike() 
 
 
 @pytest.mark.parametrize("max_length", [2, GREEDY.max_length])
-def test_replies_the_guides_bind_to_their_end_are_written_without_the_decoder(
+def test_replies_the_guides_bind_to_their_end_are_written_in_a_batch_without_the_decoder(
         tokenizer: Tokenizer, max_length: int) -> None:
     model = _untrained(tokenizer)
     decoded = 0
@@ -108,8 +108,9 @@ def test_replies_the_guides_bind_to_their_end_are_written_without_the_decoder(
     config = replace(GREEDY, neighbour_share=0.6, max_length=max_length)
     expected = [ids[:max_length] for ids in follow]
     assert generate(model, sources, config, guides) == expected  # a batch
-    assert [generate(model, [s], config, [g])[0] for s, g in zip(sources, guides, strict=True)] == expected  # one by one
     assert decoded == 0
+    # one by one, the draft reader reads them
+    assert [generate(model, [s], config, [g])[0] for s, g in zip(sources, guides, strict=True)] == expected
 
 
 def test_rows_without_neighbours_are_padded_and_pull_nowhere() -> None:
