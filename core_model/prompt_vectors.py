@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -32,11 +33,23 @@ def start_vectors(state: State) -> Tensor:
 
 def prompt_vectors(model: Seq2Seq, tokenizer: Tokenizer, prompts: Sequence[str]) -> np.ndarray:
     """[len(prompts), H] float16 unit vectors of prompts (zero for one that tokenizes to nothing),
-    encoded in batches of prompts of about the same length."""
+    encoded in batches of prompts of about the same length, on one thread.
+
+    On two threads, the vectors of 3,000 English prompts came out in three variants over four
+    runs, differing in their last bits, and on one thread the same every time. Among equally
+    near neighbours (33 "Hello!" prompts in ccc_chitchat, with as many replies), those bits chose
+    which replies guided the decoding: the same message got another reply after a restart.
+    The one thread costs 0.84 s against 0.71 for 10,575 Korean prompts, 3.5 s against 2.6 for
+    12,927 English ones."""
     sources = [source_ids(tokenizer, prompt, "", model.config) for prompt in prompts]
     vectors = np.zeros((len(prompts), model.config.hidden_size), dtype=np.float16)
     order = [i for i in sorted(range(len(sources)), key=lambda i: len(sources[i])) if sources[i]]
-    for start in range(0, len(order), BATCH):  # encode() runs in inference mode
-        rows = order[start : start + BATCH]
-        vectors[rows] = start_vectors(encode(model, [sources[i] for i in rows]).state).numpy()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for start in range(0, len(order), BATCH):  # encode() runs in inference mode
+            rows = order[start : start + BATCH]
+            vectors[rows] = start_vectors(encode(model, [sources[i] for i in rows]).state).numpy()
+    finally:
+        torch.set_num_threads(threads)
     return vectors

@@ -65,7 +65,7 @@ def served_source(loaded: LoadedModel, prompt: str, context: str) -> list[int]:
 def served_memory(loaded: LoadedModel, model: Seq2Seq) -> ReplyMemory | None:
     """The model folder's memory as decoding with model (loaded's, packed or not) uses it: indexed,
     its replies tokenised, its prompts' vectors computed by model (0.8 s for
-    10,575 Korean prompts, 3.5 s for 12,927 longer English ones, on two threads)."""
+    10,575 Korean prompts, 3.5 s for 12,927 longer English ones, on one thread: see prompt_vectors)."""
     if loaded.memory is None:
         return None
     return loaded.memory.indexed(loaded.tokenizer.encode,
