@@ -135,7 +135,8 @@ def _vectors(model: Seq2Seq, encoded: Encoded | None, sources: Sequence[Sequence
     sources with a context before them are encoded alone too, all in one more run of the encoder:
     in a chat, where most messages have the turn before as their context, their neighbours are
     then ranked as the same prompts' are without it. On 150 such pairs held out of the bundled
-    corpus (a default model trained on the rest), chrF 12.78 against 12.40 by characters alone;
+    corpus (a default model trained on the rest), chrF 12.78 against 12.40 by characters alone,
+    and 13.67 against 12.54 on another 150;
     the encoding costs 0.45 ms a prompt, and a batch of the two kinds of source encoded together
     took longer than two batches."""
     if encoded is None:
