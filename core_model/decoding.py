@@ -1,4 +1,5 @@
-"""Reply generation on token ids, batched over prompts: greedy, beam search and sampling.
+"""Reply generation on token ids, batched over prompts: greedy, beam search (core_model/beam_search.py)
+and sampling, over the next-token scores of core_model/search_steps.py.
 
 Every strategy applies the same constraints (minimum length, no repeated n-gram within the reply,
 no n-gram copied from the prompt), so beam search of width 1 equals greedy decoding. Given guides
@@ -20,26 +21,25 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, TypeVar
 
 import torch
 from torch import Tensor
 
+from core_model.beam_search import beam_search
 from core_model.config import DecodeConfig
 from core_model.guidance import Guide, GuideRows
-from core_model.model import Memory, Seq2Seq, State, _map_state
-from core_model.row_ops import argmax_rows, logsumexp_rows, topk_rows
-from core_model.tokenizer import EOS_ID, GO_ID, PAD_ID, SPECIAL_TOKENS
-
-NEG_INF = float("-inf")
-_NEVER = torch.tensor([i for i in range(len(SPECIAL_TOKENS)) if i != EOS_ID])  # <pad> <go> <unk> <sep>
-
-
-class Hypothesis(NamedTuple):
-    """One reply found by beam search."""
-
-    score: float  # the search's: length-normalised log-probability (of the guided mixture if guided)
-    ids: list[int]  # without <go> or <eos>
+from core_model.model import Memory, Seq2Seq, State
+from core_model.row_ops import argmax_rows, logsumexp_rows
+from core_model.search_steps import (
+    NEG_INF,
+    Finished,
+    Hypothesis,
+    Result,
+    choice_scores,
+    length_penalty,
+    select_rows,
+)
+from core_model.tokenizer import EOS_ID, GO_ID, PAD_ID
 
 
 @dataclass(frozen=True)
@@ -73,9 +73,6 @@ def candidates(model: Seq2Seq, sources: Sequence[Sequence[int]], config: DecodeC
     return _collect(len(sources), candidates_as_done(model, sources, config, guides, encoded))
 
 
-Result = TypeVar("Result", list[int], list[Hypothesis])
-# What finished at one step of a search: (index of the source, its result) pairs.
-Finished = list[tuple[int, Result]]
 Search = Callable[[Seq2Seq, Memory, State, Tensor, "GuideRows | None", DecodeConfig, int],
                   Iterator[Finished[Result]]]
 
@@ -99,7 +96,7 @@ def candidates_as_done(model: Seq2Seq, sources: Sequence[Sequence[int]], config:
                        encoded: Encoded | None = None) -> Iterator[Finished[list[Hypothesis]]]:
     """candidates(), handing over each source's n-best list at the step its search ends.
     encoded: the sources as encode() gave them, if already encoded."""
-    yield from _search_non_empty(model, sources, config, guides, _beam if config.beam_width > 1 else _beam_of_one,
+    yield from _search_non_empty(model, sources, config, guides, beam_search if config.beam_width > 1 else _beam_of_one,
                                  encoded)
 
 
@@ -139,52 +136,6 @@ def _pad(rows: Sequence[Sequence[int]]) -> Tensor:
     # One tensor from padded lists: a tensor per row took 0.5 ms for a batch of 64 prompts.
     width = max(len(row) for row in rows)
     return torch.tensor([[*row, *[PAD_ID] * (width - len(row))] for row in rows], dtype=torch.long)
-
-
-def _next_scores(scores: Tensor, guides: GuideRows | None, generated: Tensor, prompts: Tensor,
-                 config: DecodeConfig) -> Tensor:
-    """The scores [R, V] that choose the next token: the model's (log-probabilities when guided),
-    the n-grams the reply may not repeat and those of the prompt blocked, the guides' pull mixed
-    in, then the special tokens and an early <eos> forbidden. scores is changed in place.
-
-    The blocking applies to the model's own distribution only: a neighbour's reply may repeat
-    itself (a joke's refrain), and the reply following it may too. Blocked after the mixture, the
-    default model cut the bundled joke '노인 "…" 의사 "10" 노인 "10?"" 의사 "9"' at its second '" 의사 "'
-    and wrote '의pol사람' instead.
-    generated [R, t] (the reply so far), prompts [R, S] (each row's source).
-    """
-    t = generated.size(1)
-    for n, history in ((config.no_repeat_ngram, generated), (config.block_prompt_ngram, prompts)):
-        if n <= 0 or t < n - 1 or history.size(1) < n:
-            continue
-        windows = history.unfold(1, n, 1)  # [R, W, n]
-        prefix = generated[:, t - (n - 1) :]  # [R, n-1]
-        match = (windows[:, :, :-1] == prefix.unsqueeze(1)).all(dim=-1)  # [R, W]
-        rows, cols = match.nonzero(as_tuple=True)
-        scores[rows, windows[rows, cols, -1]] = NEG_INF
-    if guides is not None:
-        scores = guides.mix(scores, config.neighbour_share)
-    scores.index_fill_(1, _NEVER, NEG_INF)  # a fifth of the time of indexing with a list
-    if t < config.min_length:
-        scores[:, EOS_ID] = NEG_INF
-    return scores
-
-
-def _choice_scores(logits: Tensor, guides: GuideRows | None, generated: Tensor, prompts: Tensor,
-                   config: DecodeConfig) -> Tensor:
-    """_next_scores() for greedy decoding and sampling, from the model's logits [R, V]. The
-    mixture's log-probabilities serve as its logits. Once no reply follows a neighbour's, the
-    mixture is the model's distribution, which its logits give as they are."""
-    if guides is not None and guides.active:
-        logits = torch.log_softmax(logits, dim=-1)
-    return _next_scores(logits, guides, generated, prompts, config)
-
-
-def _strip(row: list[int]) -> list[int]:
-    for end, token in enumerate(row):
-        if token in (EOS_ID, PAD_ID):
-            return row[:end]
-    return row
 
 
 def _step_by_step(model: Seq2Seq, memory: Memory, state: State, src: Tensor, guides: GuideRows | None,
@@ -233,7 +184,7 @@ def _step_by_step(model: Seq2Seq, memory: Memory, state: State, src: Tensor, gui
             keep = torch.tensor([p for p in range(len(rows)) if p not in gone])
             rows = [rows[p] for p in keep.tolist()]
             tokens, generated, src = tokens[keep], generated[keep], src[keep]
-            memory, state = memory.select(keep), _select_rows(state, keep)
+            memory, state = memory.select(keep), select_rows(state, keep)
             guides = guides.select(keep) if guides is not None else None
     yield [(row, replies[row]) for row in rows]  # cut at max_length
 
@@ -247,16 +198,16 @@ def _next_tokens(model: Seq2Seq, features: Tensor, guides: GuideRows | None, gen
     prompts, in batches of 64); 64 Korean prompts at once took 41.5 ms against 61.9, and
     `chatbot bench infer`'s 64 concurrent requests ran 1,232-1,312 replies/s against 866-873."""
     if config.strategy == "sample" or guides is None:
-        scores = _choice_scores(model.logits(features).float(), guides, generated, prompts, config)
+        scores = choice_scores(model.logits(features).float(), guides, generated, prompts, config)
         return _sample(scores, config, generator) if config.strategy == "sample" else argmax_rows(scores)
     tokens = guides.forced(config.neighbour_share)
     if generated.size(1) < config.min_length:
         tokens[tokens == EOS_ID] = -1  # <eos> is not allowed yet: the model chooses among the rest
     free = (tokens < 0).nonzero().squeeze(1)
     if free.numel() == tokens.numel():
-        return argmax_rows(_choice_scores(model.logits(features).float(), guides, generated, prompts, config))
+        return argmax_rows(choice_scores(model.logits(features).float(), guides, generated, prompts, config))
     if free.numel():
-        scores = _choice_scores(model.logits(features[free]).float(), guides.select(free), generated[free],
+        scores = choice_scores(model.logits(features[free]).float(), guides.select(free), generated[free],
                                 prompts[free], config)
         tokens[free] = argmax_rows(scores)
     return tokens
@@ -287,21 +238,21 @@ def _greedy_reading_drafts(model: Seq2Seq, memory: Memory, state: State, src: Te
             # Once no neighbour's reply is followed, the scores are the model's logits, blocked
             # in place: the token's log-probability needs their normaliser from before that.
             normaliser = 0.0 if guides.active else float(logsumexp_rows(logits[position : position + 1]))
-            scores = _choice_scores(logits[position : position + 1], guides, generated, src, config)  # [1, V]
+            scores = choice_scores(logits[position : position + 1], guides, generated, src, config)  # [1, V]
             chosen = argmax_rows(scores)  # [1]
             log_prob += float(scores[0, chosen]) - normaliser
             generated = torch.cat([generated, chosen.unsqueeze(1)], dim=1)
             guides = guides.advance(chosen)
             token = int(chosen)
             if token == EOS_ID:
-                yield [(0, [Hypothesis(log_prob / _length_penalty(len(reply) + 1, config.length_penalty), reply)])]
+                yield [(0, [Hypothesis(log_prob / length_penalty(len(reply) + 1, config.length_penalty), reply)])]
                 return
             reply.append(token)
             if position + 1 == len(inputs) or inputs[position + 1] != token:
                 break  # the draft's next position was computed from another token
         read = position + 1  # the inputs whose reading stands
         state = state_after_all if read == len(inputs) else model.decode(torch.tensor([inputs[:read]]), state, memory)[1]
-    yield [(0, [Hypothesis(log_prob / _length_penalty(max_length, config.length_penalty), reply)])]  # cut
+    yield [(0, [Hypothesis(log_prob / length_penalty(max_length, config.length_penalty), reply)])]  # cut
 
 
 def _sample(logits: Tensor, config: DecodeConfig, generator: torch.Generator | None) -> Tensor:
@@ -317,115 +268,13 @@ def _sample(logits: Tensor, config: DecodeConfig, generator: torch.Generator | N
     return torch.multinomial(logits.softmax(dim=-1), 1, generator=generator).squeeze(1)  # [B]
 
 
-def _select_rows(state: State, index: Tensor) -> State:
-    """Batch rows of an RNN state [L, B, H] picked by index (to follow beams)."""
-    return _map_state(state, lambda s: s.index_select(1, index))
-
-
-def _length_penalty(length: int, alpha: float) -> float:
-    """GNMT's ((5 + length) / 6) ** alpha: scores are divided by it, so alpha > 0 favours longer replies."""
-    return ((5 + length) / 6) ** alpha
-
-
-def _beam(model: Seq2Seq, memory: Memory, state: State, src: Tensor, guides: GuideRows | None,
-          config: DecodeConfig, max_length: int) -> Iterator[Finished[list[Hypothesis]]]:
-    """Each prompt's finished hypotheses, best (length-normalised log-probability) first.
-
-    A prompt whose search is over leaves the batch with its K rows, as in greedy decoding.
-    """
-    B, K = src.size(0), config.beam_width
-    # Every beam of a prompt starts the same, so the first step runs one row per prompt (width 1)
-    # and its best K continuations become the K beams.
-    width = 1
-    prompts = src  # [B*width, S]: row r follows prompt alive[r // width]
-    scores = torch.zeros((B, 1))  # [A, width] the search's log-probabilities
-    tokens = torch.full((B,), GO_ID, dtype=torch.long)
-    generated = torch.empty((B, 0), dtype=torch.long)
-    hypotheses: list[list[Hypothesis]] = [[] for _ in range(B)]
-    alive = list(range(B))  # the prompt each group of rows belongs to
-    for step in range(max_length):
-        A = len(alive)
-        logits, state = model.decode_step(tokens, state, memory)  # [A*width, V]
-        # Normalised before the constraints, so a blocked token's probability is dropped, not shared out.
-        log_probs = logits.float()
-        log_probs -= logsumexp_rows(log_probs)  # [A*width, V]
-        step_scores = _next_scores(log_probs, guides, generated, prompts, config)
-        # The best 2K continuations of the beams are among each beam's own best 2K.
-        best, best_tokens = topk_rows(step_scores, 2 * K)  # [A*width, 2K]
-        candidates = (scores.view(-1, 1) + best).view(A, width * 2 * K)
-        top_scores, top_positions = candidates.topk(2 * K, dim=-1)  # [A, 2K]
-        top_tokens = best_tokens.view(A, width * 2 * K).gather(1, top_positions)
-        penalty = _length_penalty(step + 1, config.length_penalty)
-        next_scores = [[NEG_INF] * K for _ in range(A)]
-        next_beams = [[0] * K for _ in range(A)]
-        next_tokens = [[PAD_ID] * K for _ in range(A)]
-        history = generated.tolist()
-        over = set()
-        for a, (row_scores, row_positions, row_tokens) in enumerate(zip(
-                top_scores.tolist(), top_positions.tolist(), top_tokens.tolist(), strict=True)):
-            found = hypotheses[alive[a]]
-            kept = 0
-            for score, position, token in zip(row_scores, row_positions, row_tokens, strict=True):
-                if score == NEG_INF or kept == K:
-                    break
-                beam = position // (2 * K)
-                if token == EOS_ID:
-                    found.append(Hypothesis(score / penalty, history[a * width + beam]))
-                else:
-                    next_scores[a][kept] = score
-                    next_beams[a][kept], next_tokens[a][kept] = beam, token
-                    kept += 1
-            if kept == 0 or (len(found) >= K and _cannot_improve(found, K, next_scores[a][0], penalty)):
-                over.add(a)
-        if over:
-            yield [(alive[a], _best_first(hypotheses[alive[a]])) for a in sorted(over)]
-        if len(over) == A:
-            return
-        reorder = (torch.arange(A).unsqueeze(1) * width + torch.tensor(next_beams)).view(-1)  # [A*K]
-        tokens, scores = torch.tensor(next_tokens).view(-1), torch.tensor(next_scores)  # [A*K], [A, K]
-        generated = torch.cat([generated[reorder], tokens.view(-1, 1)], dim=1)  # [A*K, t+1]
-        state = _select_rows(state, reorder)
-        guides = guides.select(reorder).advance(tokens) if guides is not None else None
-        if width != K:  # the first step: each prompt's one row becomes its K beams
-            memory, prompts, width = memory.select(reorder), prompts[reorder], K
-        if over:
-            keep = torch.tensor([a for a in range(A) if a not in over])
-            rows = (keep.unsqueeze(1) * K + torch.arange(K)).view(-1)
-            alive = [alive[a] for a in keep.tolist()]
-            generated, tokens, prompts, scores = generated[rows], tokens[rows], prompts[rows], scores[keep]
-            memory, state = memory.select(rows), _select_rows(state, rows)
-            guides = guides.select(rows) if guides is not None else None
-    else:
-        penalty = _length_penalty(max_length, config.length_penalty)
-        history = generated.tolist()
-        for a, (b, row_scores) in enumerate(zip(alive, scores.tolist(), strict=True)):
-            hypotheses[b] += [Hypothesis(s / penalty, history[a * width + k])
-                              for k, s in enumerate(row_scores) if s > NEG_INF]
-        yield [(b, _best_first(hypotheses[b])) for b in alive]
-
-
 def _beam_of_one(model: Seq2Seq, memory: Memory, state: State, src: Tensor, guides: GuideRows | None,
                  config: DecodeConfig, max_length: int) -> Iterator[Finished[list[Hypothesis]]]:
     """Beam search of width 1, which is greedy decoding: one guided prompt's reads the neighbours'
     replies as drafts (the default beam search's reranking takes greedy's reply as a candidate:
     `chatbot bench infer`'s beam-5 p50 fell from 16.8-17.2 to 13.4-13.8 ms, the same replies)."""
     if src.size(0) > 1 or guides is None:
-        yield from _beam(model, memory, state, src, guides, config, max_length)
+        yield from beam_search(model, memory, state, src, guides, config, max_length)
     else:
         yield from _greedy_reading_drafts(model, memory, state, src, guides, config, max_length)
 
-
-def _cannot_improve(found: list[Hypothesis], K: int, best_alive: float, penalty: float) -> bool:
-    """Whether a prompt's search is over once K replies have ended: when its best live beam,
-    normalised at its length now, no longer beats the K-th best ended reply (as Hugging Face's
-    beam search decides). Stopping at the K-th ended reply instead let short replies that left a
-    neighbour's early crowd out the whole reply the search was still writing (the default model
-    answered "심심해" with a neighbour's joke ending "…바보로 여겨지는게 벌"). Measured on one model
-    each: Korean valid.tsv chrF 28.16 against 28.26, 1,200 ccc_chitchat pairs 12.11 against 12.04,
-    the bundled prompts 71.92 against 71.58; beam-5 p50 15.9 ms against 13-15."""
-    kth_best = sorted((h.score for h in found), reverse=True)[K - 1]
-    return best_alive / penalty <= kth_best
-
-
-def _best_first(hypotheses: list[Hypothesis]) -> list[Hypothesis]:
-    return sorted((h._replace(ids=_strip(h.ids)) for h in hypotheses), key=lambda h: -h.score)

@@ -20,7 +20,6 @@ import numpy as np
 from core_model.config import DecodeConfig
 from core_model.decoding import (
     Encoded,
-    Hypothesis,
     candidates,
     candidates_as_done,
     encode,
@@ -32,6 +31,7 @@ from core_model.model import Seq2Seq
 from core_model.prompt_vectors import start_vectors
 from core_model.reply_memory import Neighbour, ReplyMemory
 from core_model.reranking import NEIGHBOURS, closest_to_neighbours, consensus
+from core_model.search_steps import Hypothesis
 from core_model.tokenizer import SEP_ID, Tokenizer
 
 # Where a sentence ends: its mark, then a space or the end of the text.
