@@ -63,8 +63,8 @@ def reply_texts_as_done(model: Seq2Seq, tokenizer: Tokenizer, sources: Sequence[
         # The prompts are encoded first: their vectors help find the nearest training prompts
         # (core_model/reply_memory.py), and the decoding starts from the same encoding.
         encoded = encode(model, sources) if memory.has_vectors and any(sources) else None
-        neighbours = [memory.nearest(_prompt(tokenizer, source), NEIGHBOURS, vector)
-                      for source, vector in zip(sources, _vectors(model, encoded, sources), strict=True)]
+        neighbours = memory.nearest_each([_prompt(tokenizer, source) for source in sources], NEIGHBOURS,
+                                         _vectors(model, encoded, sources))
         # A prompt that shares not one character with those the model learned from (a script or an
         # emoji it never saw) gets an empty reply, as an empty prompt does: the model's reply to it
         # was noise ("你好" got "저" and "مرحبا" "저는 돈이 필요 없습니다." from the default model).

@@ -1,20 +1,13 @@
 """The pairs a model was trained on, searchable by prompt: which training prompts are nearest a new one.
 
-Prompts are compared by their characters and character pairs (1-2-grams, lowercased, spaces kept
-as word boundaries), scored with Okapi BM25. Character n-grams match a reworded prompt better than
-whole words do, in Korean above all, where one word takes many endings. BM25 rather than the cosine
-of TF-IDF vectors: the nearest prompt's reply scored chrF 28.2 against 27.4 on the Korean
-valid.tsv, and 27.9 against 27.0 on 600 pairs held out of train.tsv (k1 and b from 0.5 to 2 and
-0.3 to 1 all scored 27.4-28.5). 1-2-grams rather than 1-3-grams: a Hangul syllable is already
-much of a word, and its 3-grams tie a prompt to one wording. With the vectors' ranking (below),
-guided replies scored 30.35 against 29.39 on the held-out pairs, 29.04-29.85 against 28.55-29.54
-on valid.tsv with five models, and the same on ccc_chitchat (12.50 against 12.49); lookups took
-0.24 ms against 0.26-0.40 (Korean) and 2.9 against 3.8 (English). 1-grams alone or 1-4-grams scored
-less (held-out 29.4 and 28.3 for the nearest reply, against 30.1 for 1-2-grams and 29.3 for
-1-3), and so did Hangul split into its letters (jamo 1-3-grams: 29.0), spaces dropped (29.4), or a
-share of BM25 over whole words in the blend (0.1-0.3 of it: 27.1-30.0, and less on five valid.tsv
-models). Reranking uses the replies of the nearest prompts to choose among beam search's
-candidates (core_model/reranking.py): the model still writes every reply.
+Prompts are compared by their characters (core_model/bm25.py): character 1-2-grams scored with
+Okapi BM25. With the vectors' ranking (below), guided replies scored 30.35 against 29.39 on the
+held-out pairs, 29.04-29.85 against 28.55-29.54 on valid.tsv with five models, and the same on
+ccc_chitchat (12.50 against 12.49) as with 1-3-grams; lookups took 0.24 ms against 0.26-0.40
+(Korean) and 2.9 against 3.8 (English). A share of BM25 over whole words in the blend (0.1-0.3 of
+it) scored 27.1-30.0, and less on five valid.tsv models. Reranking uses the replies of the nearest
+prompts to choose among beam search's candidates (core_model/reranking.py): the model still
+writes every reply.
 
 A memory's first pairs may be its base: those the model was built with (its training corpus),
 rather than learned from the chats. A retrained model's memory keeps them and takes the chats'
@@ -44,7 +37,6 @@ from __future__ import annotations
 
 import json
 from array import array
-from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -52,10 +44,9 @@ from functools import cached_property
 import numpy as np
 import torch
 
+from core_model.bm25 import CharacterBm25
 from core_model.corpora import Pair
 
-ORDERS = (1, 2)
-K1, B = 1.2, 0.75  # BM25's usual saturation of repeated n-grams and normalisation by prompt length
 # The most n-grams the index holds, counted over the last pairs given: about 8 MB of index, which
 # keeps all 10,575 Korean training pairs (250,000 n-grams) but 13,000 of 117,000 English chat turns
 # (longer prompts). An English lookup then takes about 3 ms, a Korean one 0.25. Twice the English
@@ -82,15 +73,9 @@ class Neighbour:
 
 @dataclass(frozen=True)
 class _Index:
-    prompts: list[str]
+    prompts: list[str]  # those kept: the last that fit MAX_NGRAMS
     replies: list[str]
-    gram_ids: dict[str, int]
-    idf: np.ndarray  # [grams] float32
-    unseen_idf: float  # that of an n-gram no prompt holds
-    mean_length: float  # n-grams per prompt
-    starts: np.ndarray  # [grams + 1]: the postings of gram g are rows/weights[starts[g]:starts[g + 1]]
-    rows: np.ndarray  # int32 prompt of each posting
-    weights: np.ndarray  # float32 the n-gram's BM25 term score in that prompt
+    search: CharacterBm25
 
 
 class ReplyMemory:
@@ -179,74 +164,56 @@ class ReplyMemory:
 
     @cached_property
     def _index(self) -> _Index:
-        given_prompts, given_replies = self._given
-        gram_ids: dict[str, int] = {}
-        # Newest pair first, until the n-gram budget is spent. Compact arrays, not lists of Python
-        # ints, which would take ten times the memory.
-        cols, counts, lengths = array("i"), array("f"), array("i")
-        for prompt in reversed(given_prompts):
-            grams = _grams(prompt)
-            if len(cols) + len(grams) > MAX_NGRAMS:
-                break
-            cols.extend(gram_ids.setdefault(gram, len(gram_ids)) for gram in grams)
-            counts.extend(grams.values())
-            lengths.append(len(grams))
-        n = len(lengths)
-        prompts, replies = given_prompts[len(given_prompts) - n :], given_replies[len(given_replies) - n :]
-        gram_of = np.frombuffer(cols, dtype=np.int32)
-        lengths_of = np.frombuffer(lengths, dtype=np.int32)
-        # the k-th prompt read (from the end) is prompts[n - 1 - k]
-        row_of = np.repeat(np.arange(n - 1, -1, -1, dtype=np.int32), lengths_of)
-        counts_of = np.frombuffer(counts, dtype=np.float32)
-        prompt_lengths = np.bincount(row_of, weights=counts_of, minlength=n).astype(np.float32)
-        mean_length = float(prompt_lengths.mean()) if n else 1.0
-        document_frequency = np.bincount(gram_of, minlength=len(gram_ids))
-        idf = _idf(n, document_frequency)
-        weights = idf[gram_of] * _saturated(counts_of, prompt_lengths[row_of] / mean_length)
-        order = np.argsort(gram_of, kind="stable")
-        return _Index(prompts, replies, gram_ids, idf, float(_idf(n, np.zeros(1))[0]), mean_length,
-                      np.concatenate([[0], np.cumsum(document_frequency)]), row_of[order], weights[order])
+        prompts, replies = self._given
+        search = CharacterBm25(prompts, MAX_NGRAMS)
+        return _Index(prompts[len(prompts) - search.kept :], replies[len(replies) - search.kept :], search)
 
     def nearest(self, prompt: str, k: int, vector: np.ndarray | None = None) -> list[Neighbour]:
         """The k training prompts most similar to prompt, most similar first: those sharing n-grams
         with it, ranked by BM25 alone, or also by their vectors' cosine with vector [H] (a unit
         vector, see indexed) when both are known."""
-        vectors = self._vectors if vector is not None else None
-        similarities, rows = self._nearest_in_characters(prompt, max(k, POOL) if vectors is not None else k)
-        if vectors is not None and rows.size:
-            cosines = vectors[rows].astype(np.float32) @ np.asarray(vector, dtype=np.float32)
-            blended = np.maximum((1 - VECTOR_SHARE) * similarities + VECTOR_SHARE * cosines, 0.0)
-            order = np.argsort(-blended, kind="stable")[:k]
-            similarities, rows = blended[order], rows[order]
-        index = self._index
-        return [Neighbour(similarity, index.prompts[i], index.replies[i], self._ids_of_reply(i))
-                for similarity, i in zip(similarities.tolist(), rows.tolist(), strict=True)]
+        return self.nearest_each([prompt], k, [vector])[0]
 
-    def _nearest_in_characters(self, prompt: str, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The BM25 similarities and rows of the k training prompts that share the most n-grams
-        with prompt (similarity > 0), nearest first."""
+    def nearest_each(self, prompts: Sequence[str], k: int,
+                     vectors: Sequence[np.ndarray | None] | None = None) -> list[list[Neighbour]]:
+        """nearest() of each of prompts (with its vector, if given), found together: a batch of
+        prompts is scored faster than one at a time, with the same neighbours."""
         index = self._index
-        grams = _grams(prompt)
-        ids = np.array([index.gram_ids.get(gram, -1) for gram in grams], dtype=np.int64)
-        known = ids[ids >= 0]
-        if not known.size or k <= 0:
-            return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
-        # The score a prompt made of exactly these n-grams would get: n-grams no prompt holds count
-        # as the rarest, so that a query matched only in part is less similar.
-        counts = np.fromiter(grams.values(), dtype=np.float32, count=len(grams))
-        idf = np.where(ids >= 0, index.idf[ids], index.unseen_idf)
-        own_score = float((idf * _saturated(counts, float(counts.sum()) / index.mean_length)).sum())
-        # Every posting of the query's n-grams in one array, summed per prompt in one pass (a loop
-        # over the n-grams took half as long again).
-        starts = index.starts[known]
-        lengths = index.starts[known + 1] - starts
-        postings = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
-        scores = np.bincount(index.rows[postings], weights=index.weights[postings],
-                             minlength=len(index.prompts)) / own_score  # a prompt appears once per n-gram
-        # torch's top-k over the 10,575 Korean prompts takes 30 us where numpy's argpartition took 200.
-        best, top = torch.from_numpy(scores).topk(min(k, len(scores)))
-        found = best > 0
-        return best[found].numpy(), top[found].numpy()
+        vectors = list(vectors) if vectors is not None and self._vectors is not None else [None] * len(prompts)
+        blending = [vector is not None for vector in vectors]
+        found = index.search.nearest(prompts, max(k, POOL) if any(blending) else k)
+        if any(blending):
+            found = self._blended(found, vectors, k)
+        return [[Neighbour(similarity, index.prompts[i], index.replies[i], self._ids_of_reply(i))
+                 for similarity, i in zip(similarities[:k].tolist(), rows[:k].tolist(), strict=True)]
+                for similarities, rows in found]
+
+    def _blended(self, found: list[tuple[np.ndarray, np.ndarray]], vectors: list[np.ndarray | None],
+                 k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """found, the BM25 similarities and rows of each prompt's pool, ranked again by their blend
+        with the cosine of the training prompts' vectors and the prompt's, where it has one: all
+        the pools in one pass, each cosine summed alone (so that it does not depend on the batch)."""
+        assert self._vectors is not None
+        which = [i for i, vector in enumerate(vectors) if vector is not None and found[i][1].size]
+        if not which:
+            return found
+        pool = max(found[i][1].size for i in which)
+        rows = np.zeros((len(which), pool), dtype=np.int64)
+        similarities = np.full((len(which), pool), -np.inf)
+        for row, i in enumerate(which):
+            similarities[row, : found[i][0].size], rows[row, : found[i][1].size] = found[i]
+        queries = np.stack([np.asarray(vectors[i], dtype=np.float32) for i in which])
+        # torch's gather and float16 conversion took a third of the time numpy's did
+        pooled = torch.from_numpy(self._vectors)[torch.from_numpy(rows)].float().numpy()
+        cosines = (pooled * queries[:, None, :]).sum(axis=-1)
+        blended = np.maximum((1 - VECTOR_SHARE) * similarities + VECTOR_SHARE * cosines, 0.0)
+        blended[similarities == -np.inf] = -np.inf  # the pool's padding
+        order = np.argsort(-blended, axis=1, kind="stable")[:, :k]
+        found = list(found)
+        for row, i in enumerate(which):
+            kept = order[row, : min(k, found[i][1].size)]
+            found[i] = (blended[row, kept], rows[row, kept])
+        return found
 
     def _ids_of_reply(self, i: int) -> list[int] | None:
         if self._reply_ids is None or self._reply_starts is None:
@@ -271,20 +238,3 @@ class ReplyMemory:
         if base is not None and (not isinstance(base, int) or isinstance(base, bool)):
             raise ValueError("expected 'base' to be a number of pairs")
         return cls(data["prompts"], data["replies"], base)
-
-
-def _idf(prompts: int, document_frequency: np.ndarray) -> np.ndarray:
-    """BM25's inverse document frequency, kept positive for n-grams in more than half the prompts."""
-    return np.log1p((prompts - document_frequency + 0.5) / (document_frequency + 0.5)).astype(np.float32)
-
-
-def _saturated(counts: np.ndarray, relative_lengths: np.ndarray | float) -> np.ndarray:
-    """BM25's term frequency: counts saturating (K1), more so in longer prompts (B)."""
-    return counts * (K1 + 1) / (counts + K1 * (1 - B + B * relative_lengths))
-
-
-def _grams(text: str) -> Counter[str]:
-    padded = f" {' '.join(text.lower().split())} "
-    grams = Counter(padded[i : i + n] for n in ORDERS for i in range(len(padded) - n + 1))
-    del grams[" "]  # a lone space is in every prompt: it would make a blank prompt match them all
-    return grams

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from core_model import reply_memory
+from core_model import bm25, reply_memory
 from core_model.corpora import Pair
 from core_model.reply_memory import ReplyMemory
 
@@ -53,7 +53,7 @@ def test_it_never_returns_more_than_it_holds(memory: ReplyMemory) -> None:
 
 
 def test_it_keeps_the_last_pairs_that_fit_its_n_gram_budget(monkeypatch: pytest.MonkeyPatch) -> None:
-    last_two = sum(len(reply_memory._grams(prompt)) for prompt in PROMPTS[-2:])
+    last_two = sum(len(bm25.character_grams(prompt)) for prompt in PROMPTS[-2:])
     monkeypatch.setattr(reply_memory, "MAX_NGRAMS", last_two)
     memory = ReplyMemory(PROMPTS, REPLIES)
     assert memory.prompts == PROMPTS[-2:] and memory.replies == REPLIES[-2:]
@@ -66,7 +66,7 @@ def test_indexed_with_an_encoder_its_neighbours_carry_their_replies_token_ids(mo
 
     assert all(n.reply_ids is None for n in ReplyMemory(PROMPTS, REPLIES).nearest("배고파", 3))
     # only the pairs that fit the n-gram budget are kept: the ids follow the replies kept
-    monkeypatch.setattr(reply_memory, "MAX_NGRAMS", sum(len(reply_memory._grams(p)) for p in PROMPTS[1:]))
+    monkeypatch.setattr(reply_memory, "MAX_NGRAMS", sum(len(bm25.character_grams(p)) for p in PROMPTS[1:]))
     given: list[list[str]] = []
     memory = ReplyMemory(PROMPTS, REPLIES).indexed(encode, lambda prompts: given.append(prompts) or np.eye(len(prompts)))
     assert memory.replies == REPLIES[1:] and given == [PROMPTS[1:]]  # so are the vectors
@@ -105,7 +105,7 @@ def test_the_base_survives_json_and_the_budget_drops_its_oldest_pairs_first(monk
     # a memory written before it had a base: all of its pairs are
     old = json.dumps({"prompts": PROMPTS, "replies": REPLIES})
     assert ReplyMemory.from_json(old).with_learned([]).prompts == PROMPTS
-    monkeypatch.setattr(reply_memory, "MAX_NGRAMS", sum(len(reply_memory._grams(p)) for p in PROMPTS[1:]))
+    monkeypatch.setattr(reply_memory, "MAX_NGRAMS", sum(len(bm25.character_grams(p)) for p in PROMPTS[1:]))
     trimmed = ReplyMemory.from_json(ReplyMemory(PROMPTS, REPLIES, base=3).to_json())
     assert trimmed.prompts == PROMPTS[1:] and trimmed.with_learned([]).prompts == PROMPTS[1:3]
 
