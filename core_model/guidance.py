@@ -39,6 +39,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -76,10 +77,17 @@ class GuideRows:
     @classmethod
     def of(cls, guides: Sequence[Guide]) -> GuideRows:
         K = max((len(g) for g in guides), default=0)
-        L = max((len(ids) for g in guides for ids, _ in g), default=0)
-        replies = [[ids + [PAD_ID] * (L - len(ids)) for ids, _ in g] + [[PAD_ID] * L] * (K - len(g)) for g in guides]
-        pulls = [[weight for _, weight in g] + [0.0] * (K - len(g)) for g in guides]
-        return cls(torch.tensor(replies, dtype=torch.long).view(len(guides), K, L), torch.tensor(pulls).view(len(guides), K))
+        lengths = np.array([len(ids) for g in guides for ids, _ in g], dtype=np.int64)
+        L = int(lengths.max(initial=0))
+        # Each reply's ids put in place in one assignment: padded nested lists through
+        # torch.tensor() took 1 ms for 64 prompts of ten neighbours.
+        slots = np.array([row * K + k for row, g in enumerate(guides) for k in range(len(g))], dtype=np.int64)
+        ids = np.fromiter((i for g in guides for reply, _ in g for i in reply), dtype=np.int64, count=int(lengths.sum()))
+        replies = np.full((len(guides) * K, L), PAD_ID, dtype=np.int64)
+        replies[np.repeat(slots, lengths), np.arange(ids.size) - np.repeat(np.cumsum(lengths) - lengths, lengths)] = ids
+        pulls = np.zeros(len(guides) * K, dtype=np.float32)
+        pulls[slots] = [weight for g in guides for _, weight in g]
+        return cls(torch.from_numpy(replies).view(len(guides), K, L), torch.from_numpy(pulls).view(len(guides), K))
 
     def select(self, index: Tensor) -> GuideRows:
         return replace(self, replies=self.replies[index], pulls=self.pulls[index])

@@ -40,6 +40,7 @@ from array import array
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -58,8 +59,7 @@ MAX_NGRAMS = 1_000_000
 POOL, VECTOR_SHARE = 20, 0.4
 
 
-@dataclass(frozen=True)
-class Neighbour:
+class Neighbour(NamedTuple):  # a named tuple: a batch of 64 prompts makes 640 of them (0.4 ms as dataclasses)
     # BM25 score of the prompt for the query over the query's score against itself: 1 for the same
     # prompt, 0 for one sharing no n-gram (slightly above 1 for a shorter prompt holding them all).
     # When the prompts' vectors are known, blended with their cosine (VECTOR_SHARE) and kept >= 0.
