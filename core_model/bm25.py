@@ -65,7 +65,8 @@ class CharacterBm25:
         self._mean_length = float(text_lengths.mean()) if n else 1.0
         document_frequency = np.bincount(gram_of, minlength=len(gram_ids))
         self._idf = _idf(n, document_frequency)
-        self._unseen_idf = float(_idf(n, np.zeros(1))[0])  # that of an n-gram no text holds
+        # the same, and last (at id -1, that of an n-gram no text holds) the idf such an n-gram has
+        self._idf_or_unseen = np.append(self._idf, _idf(n, np.zeros(1)))
         weights = self._idf[gram_of] * _saturated(counts_of, text_lengths[row_of] / self._mean_length)
         self._unit = _exact_unit(np.bincount(row_of, weights=weights, minlength=n))
         units = np.rint(weights / self._unit).astype(np.float32)
@@ -110,8 +111,7 @@ class CharacterBm25:
         """[queries] float64: each query's BM25 score against a text of exactly its n-grams."""
         query_of = np.repeat(np.arange(len(grams)), [len(g) for g in grams])
         counts = np.fromiter((c for g in grams for c in g.values()), dtype=np.float32, count=len(query_of))
-        all_ids = np.concatenate(ids)
-        idf = np.where(all_ids >= 0, self._idf[np.maximum(all_ids, 0)], self._unseen_idf)
+        idf = self._idf_or_unseen[np.concatenate(ids)]
         lengths = np.bincount(query_of, weights=counts, minlength=len(grams))
         terms = idf * _saturated(counts, lengths[query_of] / self._mean_length)
         return np.maximum(np.bincount(query_of, weights=terms, minlength=len(grams)), 1e-30)
@@ -123,16 +123,13 @@ class CharacterBm25:
         return self._matrix.values().numel() * per_entry < postings * _NS_PER_POSTING
 
     def _by_postings(self, known: list[np.ndarray]) -> Iterator[Tensor]:
-        """[queries, texts] float32 sums of units, from the postings of each query's n-grams, all
-        queries in one pass."""
-        grams = np.concatenate(known)
-        starts = self._starts[grams]
-        lengths = self._starts[grams + 1] - starts
-        postings = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
-        query_of = np.repeat(np.repeat(np.arange(len(known)), [len(k) for k in known]), lengths)
-        sums = np.bincount(query_of * self.kept + self._rows[postings], weights=self._units[postings],
-                           minlength=len(known) * self.kept)
-        yield torch.from_numpy(sums.astype(np.float32).reshape(len(known), self.kept))
+        """[1, texts] float32 sums of units for each query in turn, from the postings of its n-grams."""
+        for grams in known:
+            starts = self._starts[grams]
+            lengths = self._starts[grams + 1] - starts
+            postings = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
+            sums = np.bincount(self._rows[postings], weights=self._units[postings], minlength=self.kept)
+            yield torch.from_numpy(sums.astype(np.float32)).unsqueeze(0)
 
     def _by_matrix(self, known: list[np.ndarray]) -> Iterator[Tensor]:
         """[queries, texts] float32 sums of units, CHUNK queries at a time, each chunk a sparse
