@@ -33,8 +33,7 @@ ORDERS = (1, 2)
 K1, B = 1.2, 0.75  # BM25's usual saturation of repeated n-grams and normalisation by text length
 # Queries scored in one matrix product: 64 at a time raised the serving peak RSS by 36 MB (the
 # product's temporaries, left to the allocator's heap), 16 by 5, at the same speed.
-import os
-CHUNK = int(os.environ.get("CHUNK", 16))
+CHUNK = 16
 # What summing one query's postings costs, and one entry of the matrix in a product (once, and for
 # each query of it), in nanoseconds on this machine class.
 _NS_PER_POSTING, _NS_PER_MATRIX_ENTRY, _NS_PER_ENTRY_AND_QUERY = 13.5, 1.4, 0.08
