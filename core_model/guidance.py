@@ -124,10 +124,20 @@ class GuideRows:
 
     def bound_rests(self, share: float) -> list[list[int] | None]:
         """Per row, the rest of the reply (to its <eos>) when the guides bind every token still to
-        come (GuideRows.forced): the replies the row still follows all go on alike, so each next
-        token is bound in turn. None where the model still has a say."""
+        come (GuideRows.forced): the replies the row follows go on alike once the token they bind
+        next is written (whether they all begin with it, or the near reply binds it and the far
+        ones that do not are left), so each next token is bound in turn. None where the model
+        still has a say."""
         if not self.active or share <= 0.5 + _MARGIN:
             return [None] * self.pulls.size(0)
+        token = self.forced(share)  # -1 where not bound: such a row follows nothing after it
+        after = self.advance(token)
+        rests = after._alike_rests() if after.active else [None] * self.pulls.size(0)
+        return [[EOS_ID] if first == EOS_ID else [first, *rest] if rest is not None else None
+                for first, rest in zip(token.tolist(), rests, strict=True)]
+
+    def _alike_rests(self) -> list[list[int] | None]:
+        """Per row, the rest of the replies it follows (to its <eos>) when they all go on alike."""
         followed = self.pulls > 0  # [R, K]
         rest = self.replies[:, :, self.step :]  # [R, K, L']: PAD_ID after each <eos>
         first = rest.gather(1, followed.int().argmax(dim=1).view(-1, 1, 1).expand(-1, 1, rest.size(2)))  # [R, 1, L']

@@ -89,6 +89,14 @@ def test_a_reply_is_bound_to_its_end_while_the_replies_it_follows_go_on_alike() 
     assert after.bound_rests(0.6) == [[EOS_ID], [EOS_ID], [EOS_ID], None]  # the third left the other reply
 
 
+def test_a_reply_is_bound_once_the_token_its_near_reply_binds_leaves_the_far_ones_behind() -> None:
+    rows = GuideRows.of([[([5, 6, EOS_ID], 0.9), ([4, 7, EOS_ID], 0.1)],  # 5 is bound, and the far reply left
+                         [([5, 6, EOS_ID], 0.7), ([4, 6, EOS_ID], 0.3)],  # 0.6 * 0.7 < 1/2: the model decides
+                         [([EOS_ID], 0.9), ([4, EOS_ID], 0.1)],  # bound to end at once
+                         [([5, 6, EOS_ID], 0.8), ([5, 7, EOS_ID], 0.1), ([4, EOS_ID], 0.1)]])  # 5, then a split
+    assert rows.bound_rests(0.6) == [[5, 6, EOS_ID], None, [EOS_ID], None]
+
+
 @pytest.mark.parametrize("max_length", [2, GREEDY.max_length])
 def test_replies_the_guides_bind_to_their_end_are_written_in_a_batch_without_the_decoder(
         tokenizer: Tokenizer, max_length: int) -> None:
