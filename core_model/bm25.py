@@ -132,8 +132,9 @@ class CharacterBm25:
             yield torch.from_numpy(sums.astype(np.float32)).unsqueeze(0)
 
     def _by_matrix(self, known: list[np.ndarray]) -> Iterator[Tensor]:
-        """[queries, texts] float32 sums of units, CHUNK queries at a time, each chunk a sparse
-        matrix product: every text's n-gram units by which n-grams each query holds."""
+        """[CHUNK, texts] float32 sums of units for each CHUNK queries in turn (the last chunk may be
+        smaller), as a sparse matrix product: every text's n-gram units by which n-grams each of
+        the chunk's queries holds."""
         for start in range(0, len(known), CHUNK):
             chunk = known[start : start + CHUNK]
             holds = torch.zeros(self._matrix.shape[1], len(chunk))
