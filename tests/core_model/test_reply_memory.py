@@ -151,3 +151,16 @@ def test_given_vectors_the_prompts_nearest_in_characters_are_ranked_by_a_blend_w
     assert {n.prompt for n in found} == set(by_characters)
     assert memory.nearest("ｘｙｚ", 3, vector=_unit(1, 0, 0)) == []
     assert memory.nearest("배고파요", 5) == plain.nearest("배고파요", 5)
+
+
+def test_prompts_looked_up_together_get_the_neighbours_each_gets_alone() -> None:
+    prompts = [*PROMPTS, "배고파", "hello there", "오늘 날씨 좋다", "what's your name", "배가 고파"]
+    rng = np.random.default_rng(0)
+    table = {prompt: _unit(*rng.normal(size=4)) for prompt in prompts}
+    memory = ReplyMemory(prompts, [f"reply {i}" for i in range(len(prompts))]).indexed(
+        vectors=lambda kept: np.stack([table[prompt] for prompt in kept]))
+    queries = ["배고파요", "hello", "", "오늘 날씨", "ｘｙｚ", "name?", "배고파"] * 6
+    vectors = [_unit(*rng.normal(size=4)) if i % 3 else None for i in range(len(queries))]
+    together = memory.nearest_each(queries, 3, vectors)
+    assert together == [memory.nearest(query, 3, vector) for query, vector in zip(queries, vectors, strict=True)]
+    assert any(len(found) == 3 for found in together) and together[2] == [] and together[4] == []
