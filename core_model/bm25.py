@@ -132,9 +132,9 @@ class CharacterBm25:
             yield torch.from_numpy(sums.astype(np.float32)).unsqueeze(0)
 
     def _by_matrix(self, known: list[np.ndarray]) -> Iterator[Tensor]:
-        """[CHUNK, texts] float32 sums of units for each CHUNK queries in turn (the last chunk may be
-        smaller), as a sparse matrix product: every text's n-gram units by which n-grams each of
-        the chunk's queries holds."""
+        """[CHUNK, texts] float32 sums of units (a transposed view) for each CHUNK queries in turn
+        (the last chunk may be smaller), as a sparse matrix product: every text's n-gram units by
+        which n-grams each of the chunk's queries holds."""
         for start in range(0, len(known), CHUNK):
             chunk = known[start : start + CHUNK]
             holds = torch.zeros(self._matrix.shape[1], len(chunk))
@@ -142,7 +142,7 @@ class CharacterBm25:
                   torch.from_numpy(np.repeat(np.arange(len(chunk)), [len(k) for k in chunk]))] = 1.0
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the sparse CSR beta notice
-                yield (self._matrix @ holds).t().contiguous()
+                yield (self._matrix @ holds).t()  # top-k reads the transposed view as fast as a copy
 
 
 def character_grams(text: str) -> Counter[str]:
