@@ -98,7 +98,7 @@ def test_a_reply_is_bound_once_the_token_its_near_reply_binds_leaves_the_far_one
 
 
 @pytest.mark.parametrize("max_length", [2, GREEDY.max_length])
-def test_replies_the_guides_bind_to_their_end_are_written_in_a_batch_without_the_decoder(
+def test_replies_the_guides_bind_to_their_end_are_written_without_the_decoder(
         tokenizer: Tokenizer, max_length: int) -> None:
     model = _untrained(tokenizer)
     decoded = 0
@@ -117,8 +117,13 @@ def test_replies_the_guides_bind_to_their_end_are_written_in_a_batch_without_the
     expected = [ids[:max_length] for ids in follow]
     assert generate(model, sources, config, guides) == expected  # a batch
     assert decoded == 0
-    # one by one, the draft reader reads them
+    # and one by one
     assert [generate(model, [s], config, [g])[0] for s, g in zip(sources, guides, strict=True)] == expected
+    assert decoded == 0
+    # a reply whose <eos> the guides bind before min_length is left to the model, alone as in a batch
+    short = replace(config, min_length=max(len(ids) for ids in follow) + 1)
+    assert [generate(model, [s], short, [g])[0] for s, g in zip(sources, guides, strict=True)] == \
+        generate(model, sources, short, guides) and decoded > 0
 
 
 def test_rows_without_neighbours_are_padded_and_pull_nowhere() -> None:
