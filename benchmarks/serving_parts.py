@@ -51,7 +51,7 @@ def main() -> None:
         decoder_calls += 1
         return decode(*call)
 
-    model.decode = counted  # type: ignore[method-assign]
+    model.decode = counted  # type: ignore[method-assign,assignment]
     config = DecodeConfig()
     limit = reply_limit(model, config)
 
