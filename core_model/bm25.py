@@ -140,9 +140,9 @@ class CharacterBm25:
             holds = torch.zeros(self._matrix.shape[1], len(chunk))
             holds[torch.from_numpy(np.concatenate(chunk)),
                   torch.from_numpy(np.repeat(np.arange(len(chunk)), [len(k) for k in chunk]))] = 1.0
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # the sparse CSR beta notice
-                yield (self._matrix @ holds).t()  # top-k reads the transposed view as fast as a copy
+            # (The product warns of nothing: torch's beta notice comes once, when the matrix is made,
+            # and catch_warnings here would race with other decoding threads over the filters.)
+            yield (self._matrix @ holds).t()  # top-k reads the transposed view as fast as a copy
 
 
 def character_grams(text: str) -> Counter[str]:
