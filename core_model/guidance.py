@@ -122,15 +122,15 @@ class GuideRows:
         # the margin keeps rounding in the mixture's log-space sums from ever deciding
         return torch.where(share * best > 0.5 + _MARGIN, token, -1)
 
-    def bound_rests(self, share: float) -> list[list[int] | None]:
+    def bound_rests(self, share: float, forced: Tensor | None = None) -> list[list[int] | None]:
         """Per row, the rest of the reply (to its <eos>) when the guides bind every token still to
         come (GuideRows.forced): the replies the row follows go on alike once the token they bind
         next is written (whether they all begin with it, or the near reply binds it and the far
         ones that do not are left), so each next token is bound in turn. None where the model
-        still has a say."""
+        still has a say. forced: self.forced(share), if the caller has it already."""
         if not self.active or share <= 0.5 + _MARGIN:
             return [None] * self.pulls.size(0)
-        token = self.forced(share)  # -1 where not bound: such a row follows nothing after it
+        token = self.forced(share) if forced is None else forced  # -1 where not bound: no reply followed after
         after = self.advance(token)
         rests = after._alike_rests() if after.active else [None] * self.pulls.size(0)
         return [[EOS_ID] if first == EOS_ID else [first, *rest] if rest is not None else None
