@@ -27,6 +27,14 @@ def keep_mask(shape: torch.Size, p: float) -> Tensor:
     return lanes >= round(p * _LANES) - _LANES // 2
 
 
+def dropped(x: Tensor, p: float) -> Tensor:
+    """x with a share p of its elements zeroed and the rest scaled by 1 / (1 - p) (x itself if p is 0)."""
+    if p == 0:
+        return x
+    # Scaled after masking, so that a bf16 activation is rounded once, not scaled by a rounded 1 / (1 - p).
+    return (x * keep_mask(x.shape, p).to(x.dtype)).mul_(1 / (1 - p))
+
+
 class Dropout(nn.Module):
     """nn.Dropout's behaviour (zero a share p of elements while training, scale the rest by
     1 / (1 - p); the identity in eval mode) with a cheaper mask."""
@@ -38,11 +46,7 @@ class Dropout(nn.Module):
         self.p = p
 
     def forward(self, x: Tensor) -> Tensor:
-        if not self.training or self.p == 0:
-            return x
-        # Scaled after masking, so that a bf16 activation is rounded once, not scaled by a
-        # rounded 1 / (1 - p).
-        return (x * keep_mask(x.shape, self.p).to(x.dtype)).mul_(1 / (1 - self.p))
+        return dropped(x, self.p) if self.training else x
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

@@ -12,6 +12,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from core_model.config import ModelConfig
 from core_model.dropout import Dropout
+from core_model.gru_scan import fused_gru, scan_gru
 from core_model.spelling import NO_UNIT, UNITS_PER_TOKEN
 from core_model.tokenizer import PAD_ID
 
@@ -106,6 +107,9 @@ class Seq2Seq(nn.Module):
         # by a table of each token's (see core_model/serving.py).
         self.output: nn.Module | None = None
         self.prompt_table: Tensor | None = None
+        # Training runs the GRUs through core_model/gru_scan.py where it can; False keeps nn.GRU's own
+        # loop (for comparisons).
+        self.fused_training = True
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -139,7 +143,11 @@ class Seq2Seq(nn.Module):
         """src [B, S] padded ids, src_lengths [B] (all >= 1) -> attention memory, decoder start state."""
         B, S = src.shape
         x = self.dropout(self.embed_prompt(src))  # [B, S, E]
-        if bool((src_lengths == S).all()):  # no padding (always so for one prompt): the faster dense path
+        full = bool((src_lengths == S).all())
+        if self._trains_fused(self.encoder):
+            values, final = scan_gru(self.encoder, x, lengths=None if full else src_lengths)  # type: ignore[arg-type]
+            keys = self.attention.keys(values)
+        elif full:  # no padding (always so for one prompt): the faster dense path
             values, final = self.encoder(x)  # [B, S, H]
             keys = self.attention.keys(values)
         else:
@@ -165,10 +173,18 @@ class Seq2Seq(nn.Module):
         # Reply tokens are not spelled: spelling them too lowered bits/char but not the replies'
         # chrF (Korean, two seeds: 18.8 and 19.6 against 20.7 and 19.4 with prompts spelled only).
         y = self.dropout(self.embedding(tokens))  # [B, T, E]
-        output, state = self.decoder(y, state)  # [B, T, H]
+        if self._trains_fused(self.decoder):
+            output, state = scan_gru(self.decoder, y, state)  # type: ignore[arg-type]
+        else:
+            output, state = self.decoder(y, state)  # [B, T, H]
         context = self.attention(output, memory)  # [B, T, H]
         features = torch.tanh(self.combine(torch.cat([context, output], dim=-1)))  # [B, T, H]
         return self.dropout(features), state
+
+    def _trains_fused(self, rnn: nn.Module) -> bool:
+        """Whether rnn runs through the fused GRU loop: a GRU, in training, where it was built."""
+        return (self.fused_training and self.training and torch.is_grad_enabled()
+                and type(rnn) is nn.GRU and fused_gru() is not None)
 
     def logits(self, features: Tensor) -> Tensor:
         """features [..., H] -> logits [..., V] through the tied embedding matrix."""

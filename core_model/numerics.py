@@ -33,10 +33,8 @@ def autocast(enabled: bool) -> contextlib.AbstractContextManager[object]:
     """bf16 for the matrix products of linear layers and attention, and of the GRUs too: the GRU's
     inputs, state and outputs stay fp32, but autocast reaches the products inside it (its outputs
     differ from fp32's by 3e-3 to 6e-3). Two GRU layers of the tutorial's size (500, batches of 64,
-    6 steps) take 40-45 ms forward and backward so, against 73-89 ms in fp32 (benchmarks/gru_autocast.py),
-    and their products are most of it: a GRU layer written in C++ to fuse each step's gates and to
-    take the weight gradients as one product over all steps (a prototype, not kept) took 46 ms where
-    this took 40 in the same run."""
+    6 steps) take 40-45 ms forward and backward so, against 73-89 ms in fp32 (benchmarks/gru_autocast.py).
+    Training's fused GRU loop (core_model/gru_scan.py) multiplies in bf16 under autocast too."""
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled)
 
 

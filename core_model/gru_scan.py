@@ -1,0 +1,150 @@
+"""torch.nn.GRU's training forward and backward through a fused time loop (csrc/gru_scan.cpp).
+
+PyTorch's CPU GRU runs a dozen small tensor operations per time step and layer, records each for
+autograd and replays them one by one backward, summing the weight gradients step by step. At the
+tutorial preset's size that was half of a training step, most of it per-operation overhead rather
+than arithmetic. The fused loop does one matrix product and one vectorised pass over the gates per
+step, each way, and the weight gradients as one product over all steps. Same equations, same
+parameters (the nn.GRU module keeps them, so checkpoints and serving are unchanged); gradients
+match nn.GRU's to float precision, and to bf16 rounding under autocast.
+
+The loop is C++ built with PyTorch's extension builder on first use (about 30 s, then cached
+under ~/.cache/torch_extensions). Where it cannot be built, e.g. on a machine without a C++
+compiler, `fused_gru()` is None and training runs nn.GRU as before, after one warning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import platform
+import threading
+from pathlib import Path
+from types import ModuleType
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from core_model.dropout import dropped
+
+log = logging.getLogger(__name__)
+
+_SOURCE = Path(__file__).with_name("csrc") / "gru_scan.cpp"
+# -march=native: the build is per machine (the extension's name carries the CPU's flags).
+# -ffast-math lets GCC vectorise expf and tanhf through glibc's libmvec.
+_CFLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp"]
+_LDFLAGS = ["-lmvec", "-fopenmp"]
+
+_lock = threading.Lock()
+_built: list[ModuleType | None] = []  # empty until the first build is tried
+
+
+def fused_gru() -> ModuleType | None:
+    """The built extension, building it on first call; None where it cannot be built."""
+    with _lock:
+        if not _built:
+            _built.append(_build())
+        return _built[0]
+
+
+def _build() -> ModuleType | None:
+    if os.environ.get("CHATBOT_FUSED_GRU", "1") == "0":
+        return None
+    try:
+        from torch.utils.cpp_extension import load
+
+        _put_ninja_on_path()
+        return load(_extension_name(), [str(_SOURCE)], extra_cflags=_CFLAGS, extra_ldflags=_LDFLAGS)
+    except Exception as error:  # no compiler, no headers, a failed build: train with nn.GRU
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        log.warning("the fused GRU kernel could not be built (%s); training uses torch.nn.GRU", first_line)
+        return None
+
+
+def _put_ninja_on_path() -> None:
+    """PyTorch's builder runs `ninja` from PATH; the ninja package installs it beside Python."""
+    try:
+        import ninja
+
+        directory = ninja.BIN_DIR
+    except (ImportError, AttributeError):
+        return
+    if directory not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = directory + os.pathsep + os.environ.get("PATH", "")
+
+
+def _extension_name() -> str:
+    """A name per source, compiler flags, PyTorch version and CPU: a cached build made for another
+    CPU (-march=native) or PyTorch is never loaded."""
+    cpu_flags = ""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as cpuinfo:
+            cpu_flags = next((line for line in cpuinfo if line.startswith("flags")), "")
+    except OSError:
+        cpu_flags = platform.processor()
+    key = "|".join([_SOURCE.read_text(), *_CFLAGS, *_LDFLAGS, torch.__version__, cpu_flags])
+    return "chatbot_gru_scan_" + hashlib.sha1(key.encode()).hexdigest()[:12]
+
+
+class _Scan(torch.autograd.Function):
+    """One direction of one GRU layer over all time steps: (gi [T, B, 3H], h0 [B, H], w_hh, b_hh)
+    -> (output [T, B, H], final state [B, H])."""
+
+    @staticmethod
+    def forward(ctx, gi: Tensor, h0: Tensor, w_hh: Tensor, b_hh: Tensor,
+                sizes: list[int], reverse: bool) -> tuple[Tensor, Tensor]:
+        extension = fused_gru()
+        assert extension is not None
+        output, state, *saved = extension.forward(gi, h0, w_hh, b_hh, sizes, reverse)
+        ctx.save_for_backward(w_hh, *saved)
+        ctx.sizes, ctx.reverse = sizes, reverse
+        return output, state
+
+    @staticmethod
+    def backward(ctx, d_output: Tensor, d_state: Tensor):
+        w_hh, *saved = ctx.saved_tensors
+        extension = fused_gru()
+        assert extension is not None
+        d_gi, d_h0, d_w_hh, d_b_hh = extension.backward(d_output, d_state, w_hh, *saved, ctx.sizes, ctx.reverse)
+        return d_gi, d_h0, d_w_hh, d_b_hh, None, None
+
+
+def scan_gru(rnn: nn.GRU, x: Tensor, h0: Tensor | None = None,
+             lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """rnn(x, h0) for a batch_first nn.GRU with biases, in training: x [B, T, I] -> output
+    [B, T, D*H], h_n [L*D, B, H]. With lengths [B], as for a packed sequence: each row steps over
+    its first lengths[b] inputs only, its output is zero after them, and h_n is its state there.
+    Dropout between layers as rnn's (the cheaper mask of core_model/dropout.py)."""
+    if not (rnn.batch_first and rnn.bias):
+        raise ValueError("scan_gru takes a batch_first nn.GRU with biases")
+    B, T, _ = x.shape
+    H, D = rnn.hidden_size, 2 if rnn.bidirectional else 1
+    sizes: list[int] = []  # rows stepping at each time, for rows sorted longest first
+    order = None
+    if lengths is not None:
+        order = torch.argsort(lengths, descending=True, stable=True)
+        x = x.index_select(0, order)
+        h0 = h0.index_select(1, order) if h0 is not None else None
+        sizes = (lengths[order].unsqueeze(0) > torch.arange(T).unsqueeze(1)).sum(dim=1).tolist()
+    layer_input = x.transpose(0, 1)  # [T, B, I]: each step's rows side by side
+    finals = []
+    for layer in range(rnn.num_layers):
+        outputs = []
+        for direction in range(D):
+            suffix = f"_l{layer}" + ("_reverse" if direction else "")
+            gi = F.linear(layer_input, getattr(rnn, "weight_ih" + suffix), getattr(rnn, "bias_ih" + suffix))
+            start = h0[layer * D + direction] if h0 is not None else x.new_zeros(B, H, dtype=torch.float32)
+            output, final = _Scan.apply(gi, start, getattr(rnn, "weight_hh" + suffix),
+                                        getattr(rnn, "bias_hh" + suffix), sizes, direction == 1)
+            outputs.append(output)
+            finals.append(final)
+        layer_input = torch.cat(outputs, dim=-1) if D == 2 else outputs[0]
+        if layer < rnn.num_layers - 1:
+            layer_input = dropped(layer_input, rnn.dropout)
+    output, h_n = layer_input.transpose(0, 1), torch.stack(finals)
+    if order is not None:
+        restore = torch.argsort(order)
+        output, h_n = output.index_select(0, restore), h_n.index_select(1, restore)
+    return output, h_n
