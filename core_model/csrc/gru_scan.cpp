@@ -35,14 +35,15 @@ template <typename C>
 void step_forward(int64_t i0, int64_t i1, int64_t H, const C* gi, const C* gh, const float* bias,
                   float* state, float* rz, float* n, float* hn, float* h_prev, float* out) {
   for (int64_t i = i0; i < i1; ++i) {
-    const C* __restrict__ gi_i = gi + i * 3 * H;
-    const C* __restrict__ gh_i = gh + i * 3 * H;
-    float* __restrict__ h_i = state + i * H;
-    float* __restrict__ rz_i = rz + i * 2 * H;
-    float* __restrict__ n_i = n + i * H;
-    float* __restrict__ hn_i = hn + i * H;
-    float* __restrict__ prev_i = h_prev + i * H;
-    float* __restrict__ out_i = out + i * H;
+    const C* gi_i = gi + i * 3 * H;
+    const C* gh_i = gh + i * 3 * H;
+    float* h_i = state + i * H;
+    float* rz_i = rz + i * 2 * H;
+    float* n_i = n + i * H;
+    float* hn_i = hn + i * H;
+    float* prev_i = h_prev + i * H;
+    float* out_i = out + i * H;
+#pragma GCC ivdep  // the rows' arrays do not overlap
     for (int64_t j = 0; j < H; ++j) {
       const float h = h_i[j];
       const float r = sigmoid(static_cast<float>(gi_i[j]) + static_cast<float>(gh_i[j]) + bias[j]);
@@ -69,14 +70,15 @@ template <typename C>
 void step_backward(int64_t i0, int64_t i1, int64_t H, float* dh, const float* d_out, const float* rz,
                    const float* n, const float* hn, const float* h_prev, C* dgi, C* dgh) {
   for (int64_t i = i0; i < i1; ++i) {
-    float* __restrict__ dh_i = dh + i * H;
-    const float* __restrict__ rz_i = rz + i * 2 * H;
-    const float* __restrict__ n_i = n + i * H;
-    const float* __restrict__ hn_i = hn + i * H;
-    const float* __restrict__ prev_i = h_prev + i * H;
-    C* __restrict__ dgi_i = dgi + i * 3 * H;
-    C* __restrict__ dgh_i = dgh + i * 3 * H;
-    const float* __restrict__ d_out_i = d_out == nullptr ? nullptr : d_out + i * H;
+    float* dh_i = dh + i * H;
+    const float* rz_i = rz + i * 2 * H;
+    const float* n_i = n + i * H;
+    const float* hn_i = hn + i * H;
+    const float* prev_i = h_prev + i * H;
+    C* dgi_i = dgi + i * 3 * H;
+    C* dgh_i = dgh + i * 3 * H;
+    const float* d_out_i = d_out == nullptr ? nullptr : d_out + i * H;
+#pragma GCC ivdep
     for (int64_t j = 0; j < H; ++j) {
       const float g = dh_i[j] + (d_out_i == nullptr ? 0.f : d_out_i[j]);
       const float r = rz_i[j], z = rz_i[H + j], candidate = n_i[j];
