@@ -98,16 +98,16 @@ class _Scan(torch.autograd.Function):
         extension = fused_gru()
         assert extension is not None
         output, state, *saved = extension.forward(gi, h0, w_hh, b_hh, sizes, reverse)
-        ctx.save_for_backward(w_hh, *saved)
+        ctx.save_for_backward(*saved)  # w_hh in gi's type first
         ctx.sizes, ctx.reverse = sizes, reverse
         return output, state
 
     @staticmethod
     def backward(ctx, d_output: Tensor, d_state: Tensor):
-        w_hh, *saved = ctx.saved_tensors
         extension = fused_gru()
         assert extension is not None
-        d_gi, d_h0, d_w_hh, d_b_hh = extension.backward(d_output, d_state, w_hh, *saved, ctx.sizes, ctx.reverse)
+        d_gi, d_h0, d_w_hh, d_b_hh = extension.backward(d_output, d_state, *ctx.saved_tensors, ctx.sizes,
+                                                        ctx.reverse)
         return d_gi, d_h0, d_w_hh, d_b_hh, None, None
 
 

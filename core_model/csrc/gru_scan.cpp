@@ -103,8 +103,8 @@ int64_t rows_at(const std::vector<int64_t>& sizes, int64_t t, int64_t batch) {
 }  // namespace
 
 // gi [T, B, 3H] (type C), h0 [B, H] float, w_hh [3H, H], b_hh [3H] -> output [T, B, H], final state
-// [B, H], and the tensors backward() takes: r and z [T, B, 2H], n, hn, h_prev [T, B, H], and the
-// products' left operands [T, B, H] (type C).
+// [B, H], and the tensors backward() takes: w_hh as type C, r and z [T, B, 2H], n, hn, h_prev
+// [T, B, H], and the products' left operands [T, B, H] (type C).
 std::vector<Tensor> forward(const Tensor& gi, const Tensor& h0, const Tensor& w_hh, const Tensor& b_hh,
                             const std::vector<int64_t>& sizes, bool reverse) {
   TORCH_CHECK(gi.dim() == 3 && gi.size(2) % 3 == 0, "gi must be [T, B, 3H]");
@@ -112,7 +112,8 @@ std::vector<Tensor> forward(const Tensor& gi, const Tensor& h0, const Tensor& w_
   const int64_t T = inputs.size(0), B = inputs.size(1), H = inputs.size(2) / 3;
   const auto floats = inputs.options().dtype(at::kFloat);
   const auto compute = inputs.options();
-  const Tensor w_t = w_hh.to(inputs.scalar_type()).t();  // [H, 3H]
+  const Tensor w = w_hh.to(inputs.scalar_type());  // [3H, H], kept for backward()
+  const Tensor w_t = w.t();
   const Tensor bias = b_hh.to(at::kFloat).contiguous();
   Tensor out = at::zeros({T, B, H}, floats), state = h0.to(at::kFloat).clone().contiguous();
   Tensor rz = at::empty({T, B, 2 * H}, floats), n = at::empty({T, B, H}, floats);
@@ -137,17 +138,16 @@ std::vector<Tensor> forward(const Tensor& gi, const Tensor& h0, const Tensor& w_
       });
     });
   }
-  return {out, state, rz, n, hn, h_prev, lefts};
+  return {out, state, w, rz, n, hn, h_prev, lefts};
 }
 
 // The gradients of forward()'s inputs gi [T, B, 3H] (type C), h0, w_hh and b_hh, from those of its
 // output (d_out, or undefined) and final state (d_state).
-std::vector<Tensor> backward(const Tensor& d_out, const Tensor& d_state, const Tensor& w_hh, const Tensor& rz,
+std::vector<Tensor> backward(const Tensor& d_out, const Tensor& d_state, const Tensor& w, const Tensor& rz,
                              const Tensor& n, const Tensor& hn, const Tensor& h_prev, const Tensor& lefts,
                              const std::vector<int64_t>& sizes, bool reverse) {
   const int64_t T = n.size(0), B = n.size(1), H = n.size(2);
   const auto compute = lefts.options();
-  const Tensor w = w_hh.to(lefts.scalar_type());  // [3H, H]
   Tensor dh = d_state.to(at::kFloat).clone().contiguous();
   const Tensor d_outputs = d_out.defined() ? d_out.to(at::kFloat).contiguous() : Tensor();
   Tensor dgi = at::zeros({T, B, 3 * H}, compute), dgh = at::zeros({T, B, 3 * H}, compute);
