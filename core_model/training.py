@@ -115,9 +115,25 @@ def train_step(model: Seq2Seq, optimizer: torch.optim.Optimizer, batch: Batch, c
     assert loss is not None
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-    optimizer.step()
+    clipped_step(model, optimizer, config.grad_clip)
     return float(loss.detach())
+
+
+def clipped_step(model: Seq2Seq, optimizer: torch.optim.Optimizer, max_norm: float) -> None:
+    """optimizer.step() with the gradients' total norm clipped to max_norm, as after
+    clip_grad_norm_. A fused optimizer divides the gradients by the clipping factor as it reads
+    them (the hook mixed precision's GradScaler uses), rather than in a pass of its own over
+    every gradient (about 1.5 ms a step at the tutorial's size), and only when they are clipped."""
+    if not optimizer.defaults.get("fused"):
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+        optimizer.step()
+        return
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    total = float(torch.nn.utils.get_total_norm(grads))
+    # clip_grad_norm_ multiplies by max_norm / (total + 1e-6) when that is below 1
+    clipping = not total + 1e-6 <= max_norm  # also when the norm is not finite, as there
+    optimizer.grad_scale = torch.tensor((total + 1e-6) / max_norm) if clipping else None  # type: ignore[attr-defined]
+    optimizer.step()
 
 
 def noised_prompts(batch: Batch, config: TrainConfig) -> tuple[Tensor, Tensor]:

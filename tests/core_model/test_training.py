@@ -11,6 +11,7 @@ from core_model.tokenizer import PAD_ID, UNK_ID, Tokenizer
 from core_model.training import (
     Callbacks,
     EvalStats,
+    clipped_step,
     delete_tokens,
     make_optimizer,
     shuffle_tokens,
@@ -207,3 +208,21 @@ def test_training_settings_out_of_range_are_refused_by_name(setting: str, value:
     with pytest.raises(ValueError, match=setting):
         replace(TrainConfig(), **{setting: value})
     assert replace(TrainConfig(), max_steps=None, max_seconds=None, threads=None).max_steps is None  # unset
+
+
+@pytest.mark.parametrize("max_norm", [1e-3, 1e3])  # clipped, and not
+def test_the_fused_optimizer_clips_as_clip_grad_norm_does(tokenizer: Tokenizer, max_norm: float) -> None:
+    batch = collate(encode_pairs(PAIRS[:8], tokenizer, TINY_MODEL))
+    weights = []
+    for fused in (True, False):
+        model = _model(tokenizer)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=0.01, fused=fused)
+        for _ in range(3):
+            optimizer.zero_grad()
+            _, loss = model(batch.src, batch.src_lengths, batch.tgt_in, batch.targets)
+            assert loss is not None
+            loss.backward()
+            clipped_step(model, optimizer, max_norm)
+        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert torch.allclose(weights[0], weights[1], rtol=1e-4, atol=1e-6)
+    assert not torch.equal(weights[0], torch.cat([p.detach().flatten() for p in _model(tokenizer).parameters()]))
