@@ -18,6 +18,7 @@
 
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -62,15 +63,18 @@ void step_forward(int64_t i0, int64_t i1, int64_t H, const C* gi, const C* gh, c
   }
 }
 
-// One step backward for rows [i0, i1): dh holds the gradient reaching this step's output state
-// (before d_out is added); on return it holds the part that flows to the previous state directly
-// (the product through W_h is added by the caller). Writes the gates' gradients: dgi for the input
-// side, dgh for the hidden side (they differ in the candidate's, which r scales on the hidden side).
+// One step backward for rows [i0, i1): the gradient reaching this step's output state is
+// dh + d_out + through (the last step's product through W_h, for its first through_rows rows);
+// on return dh holds the part that flows to the previous state directly, and the caller adds the
+// product through W_h. Writes the gates' gradients: dgi for the input side, dgh for the hidden
+// side (they differ in the candidate's, which r scales on the hidden side).
 template <typename C>
-void step_backward(int64_t i0, int64_t i1, int64_t H, float* dh, const float* d_out, const float* rz,
-                   const float* n, const float* hn, const float* h_prev, C* dgi, C* dgh) {
+void step_backward(int64_t i0, int64_t i1, int64_t H, float* dh, const float* d_out, const C* through,
+                   int64_t through_rows, const float* rz, const float* n, const float* hn, const float* h_prev,
+                   C* dgi, C* dgh) {
   for (int64_t i = i0; i < i1; ++i) {
     float* dh_i = dh + i * H;
+    const C* through_i = i < through_rows ? through + i * H : nullptr;
     const float* rz_i = rz + i * 2 * H;
     const float* n_i = n + i * H;
     const float* hn_i = hn + i * H;
@@ -80,7 +84,8 @@ void step_backward(int64_t i0, int64_t i1, int64_t H, float* dh, const float* d_
     const float* d_out_i = d_out == nullptr ? nullptr : d_out + i * H;
 #pragma GCC ivdep
     for (int64_t j = 0; j < H; ++j) {
-      const float g = dh_i[j] + (d_out_i == nullptr ? 0.f : d_out_i[j]);
+      const float g = dh_i[j] + (d_out_i == nullptr ? 0.f : d_out_i[j]) +
+                      (through_i == nullptr ? 0.f : static_cast<float>(through_i[j]));
       const float r = rz_i[j], z = rz_i[H + j], candidate = n_i[j];
       const float d_candidate = g * (1.f - z) * (1.f - candidate * candidate);
       const float d_r = d_candidate * hn_i[j] * r * (1.f - r);
@@ -100,6 +105,11 @@ int64_t rows_at(const std::vector<int64_t>& sizes, int64_t t, int64_t batch) {
   return sizes.empty() ? batch : sizes[t];
 }
 
+// A buffer whose rows are all written when every row steps at every time (no sizes); zeros otherwise.
+Tensor blank(at::IntArrayRef shape, const at::TensorOptions& options, const std::vector<int64_t>& sizes) {
+  return sizes.empty() ? at::empty(shape, options) : at::zeros(shape, options);
+}
+
 }  // namespace
 
 // gi [T, B, 3H] (type C), h0 [B, H] float, w_hh [3H, H], b_hh [3H] -> output [T, B, H], final state
@@ -115,10 +125,11 @@ std::vector<Tensor> forward(const Tensor& gi, const Tensor& h0, const Tensor& w_
   const Tensor w = w_hh.to(inputs.scalar_type());  // [3H, H], kept for backward()
   const Tensor w_t = w.t();
   const Tensor bias = b_hh.to(at::kFloat).contiguous();
-  Tensor out = at::zeros({T, B, H}, floats), state = h0.to(at::kFloat).clone().contiguous();
+  // Rows that do not step output zeros, and add nothing to dW (their left operands are zero).
+  Tensor out = blank({T, B, H}, floats, sizes), state = h0.to(at::kFloat).clone().contiguous();
   Tensor rz = at::empty({T, B, 2 * H}, floats), n = at::empty({T, B, H}, floats);
   Tensor hn = at::empty({T, B, H}, floats), h_prev = at::empty({T, B, H}, floats);
-  Tensor lefts = at::zeros({T, B, H}, compute);  // zeros: rows that do not step add nothing to dW
+  Tensor lefts = blank({T, B, H}, compute, sizes);
   Tensor gh = at::empty({B, 3 * H}, compute);
   for (int64_t k = 0; k < T; ++k) {
     const int64_t t = reverse ? T - 1 - k : k;
@@ -150,7 +161,11 @@ std::vector<Tensor> backward(const Tensor& d_out, const Tensor& d_state, const T
   const auto compute = lefts.options();
   Tensor dh = d_state.to(at::kFloat).clone().contiguous();
   const Tensor d_outputs = d_out.defined() ? d_out.to(at::kFloat).contiguous() : Tensor();
-  Tensor dgi = at::zeros({T, B, 3 * H}, compute), dgh = at::zeros({T, B, 3 * H}, compute);
+  Tensor dgi = blank({T, B, 3 * H}, compute, sizes), dgh = blank({T, B, 3 * H}, compute, sizes);
+  // The last step's product through W_h, for its rows: the next step's kernel adds it to their
+  // gradient, and what it does not reach is added here.
+  Tensor through = at::empty({B, H}, compute);
+  int64_t pending = 0;
   for (int64_t k = 0; k < T; ++k) {
     const int64_t t = reverse ? k : T - 1 - k;
     const int64_t rows = rows_at(sizes, t, B);
@@ -160,12 +175,21 @@ std::vector<Tensor> backward(const Tensor& d_out, const Tensor& d_state, const T
       const float *rz_t = rz[t].const_data_ptr<float>(), *n_t = n[t].const_data_ptr<float>(),
                   *hn_t = hn[t].const_data_ptr<float>(), *prev_t = h_prev[t].const_data_ptr<float>();
       scalar_t *dgi_t = dgi[t].data_ptr<scalar_t>(), *dgh_t = dgh[t].data_ptr<scalar_t>();
+      const scalar_t* through_p = through.const_data_ptr<scalar_t>();
+      const int64_t through_rows = std::min(pending, rows);
       at::parallel_for(0, rows, kRowsPerTask, [&](int64_t i0, int64_t i1) {
-        step_backward<scalar_t>(i0, i1, H, dh_p, d_out_t, rz_t, n_t, hn_t, prev_t, dgi_t, dgh_t);
+        step_backward<scalar_t>(i0, i1, H, dh_p, d_out_t, through_p, through_rows, rz_t, n_t, hn_t, prev_t,
+                                dgi_t, dgh_t);
       });
     });
-    dh.narrow(0, 0, rows).add_(at::mm(dgh[t].narrow(0, 0, rows), w));
+    if (pending > rows) {  // rows that stop stepping here (a reversed direction's shorter ones)
+      dh.narrow(0, rows, pending - rows).add_(through.narrow(0, rows, pending - rows));
+    }
+    Tensor through_rows = through.narrow(0, 0, rows);
+    at::mm_out(through_rows, dgh[t].narrow(0, 0, rows), w);
+    pending = rows;
   }
+  dh.narrow(0, 0, pending).add_(through.narrow(0, 0, pending));
   const Tensor flat = dgh.view({T * B, 3 * H});
   Tensor d_w = at::mm(flat.t(), lefts.view({T * B, H})).to(at::kFloat);
   Tensor d_b = flat.sum(0, false, at::kFloat);
