@@ -1,4 +1,4 @@
-"""Where a training step's time goes: encoder, decoder, output layer and loss, backward, clipping,
+"""Where a training step's time goes: encoder, decoder, output layer and loss, backward, clipping and
 optimizer. Mean milliseconds over the steps after a warm-up epoch, as `chatbot bench train` times
 them (bot/benchmarking.py) (the kernels compiled for each shape of product are then mostly in the cache).
 
@@ -20,15 +20,15 @@ use_huge_pages()  # before the first tensor, as the chatbot command does
 use_large_kernel_cache()
 
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 
 from bot.benchmarking import warmed_up_training  # noqa: E402
 from bot.cli import build_parser  # noqa: E402
 from core_model.numerics import autocast  # noqa: E402
+from core_model.smoothed_nll import smoothed_nll  # noqa: E402
 from core_model.tokenizer import PAD_ID  # noqa: E402
-from core_model.training import noised_prompts  # noqa: E402
+from core_model.training import clipped_step, noised_prompts  # noqa: E402
 
-PARTS = ("noise", "encoder", "decoder", "output_and_loss", "backward", "clip", "optimizer")
+PARTS = ("noise", "encoder", "decoder", "output_and_loss", "backward", "clip_and_optimizer")
 
 
 def main() -> None:
@@ -46,20 +46,20 @@ def main() -> None:
         src, src_lengths = noised_prompts(batch, train_config)
         marks.append(time.perf_counter())
         with autocast(bf16):
-            memory, state = model.encode(src, src_lengths)
+            prompt_embedded, reply_embedded = model._embed_together(src, batch.tgt_in)
+            memory, state = model.encode(src, src_lengths, prompt_embedded)
             marks.append(time.perf_counter())
-            features, _ = model.decode(batch.tgt_in, state, memory)
+            features, _ = model.decode(batch.tgt_in, state, memory, reply_embedded)
             marks.append(time.perf_counter())
             keep = batch.targets != PAD_ID
             logits = model.logits(features[keep])
-            loss = F.cross_entropy(logits.float(), batch.targets[keep], label_smoothing=train_config.label_smoothing)
+            loss = smoothed_nll(torch.log_softmax(logits.float(), dim=-1), batch.targets[keep],
+                                train_config.label_smoothing)
         marks.append(time.perf_counter())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         marks.append(time.perf_counter())
-        torch.nn.utils.clip_grad_norm_(model.parameters(), train_config.grad_clip)
-        marks.append(time.perf_counter())
-        optimizer.step()
+        clipped_step(model, optimizer, train_config.grad_clip)
         marks.append(time.perf_counter())
         for part, began, ended in zip(PARTS, marks[:-1], marks[1:], strict=True):
             times[part].append((ended - began) * 1000)

@@ -13,6 +13,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from core_model.config import ModelConfig
 from core_model.dropout import Dropout
 from core_model.gru_scan import fused_gru, scan_gru
+from core_model.smoothed_nll import smoothed_nll
 from core_model.spelling import NO_UNIT, UNITS_PER_TOKEN
 from core_model.tokenizer import PAD_ID
 
@@ -217,7 +218,7 @@ class Seq2Seq(nn.Module):
             return self.logits(features), None
         keep = targets != PAD_ID  # [B, T]
         logits = self.logits(features[keep])  # [N, V]
-        loss = F.cross_entropy(logits.float(), targets[keep], label_smoothing=label_smoothing)
+        loss = smoothed_nll(torch.log_softmax(logits.float(), dim=-1), targets[keep], label_smoothing)
         return logits, loss
 
     def _embed_together(self, src: Tensor, tgt_in: Tensor) -> tuple[Tensor | None, Tensor | None]:
