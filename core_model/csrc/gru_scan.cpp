@@ -196,7 +196,40 @@ std::vector<Tensor> backward(const Tensor& d_out, const Tensor& d_state, const T
   return {dgi, dh, d_w, d_b};
 }
 
+// Both directions of a bidirectional layer at once, one per thread: each direction's products are
+// too small to split well between two cores, so the two run side by side instead (ATen runs the
+// operations inside a parallel region on their calling thread alone).
+std::vector<std::vector<Tensor>> forward_both(const Tensor& gi_forward, const Tensor& gi_reverse, const Tensor& h0_forward,
+                                              const Tensor& h0_reverse, const Tensor& w_forward, const Tensor& w_reverse,
+                                              const Tensor& b_forward, const Tensor& b_reverse,
+                                              const std::vector<int64_t>& sizes) {
+  std::vector<std::vector<Tensor>> results(2);
+  at::parallel_for(0, 2, 1, [&](int64_t d0, int64_t d1) {
+    at::NoGradGuard no_grad;  // grad mode is per thread: off on the caller's, on here
+    for (int64_t d = d0; d < d1; ++d) {
+      results[d] = d == 0 ? forward(gi_forward, h0_forward, w_forward, b_forward, sizes, false)
+                          : forward(gi_reverse, h0_reverse, w_reverse, b_reverse, sizes, true);
+    }
+  });
+  return results;
+}
+
+std::vector<std::vector<Tensor>> backward_both(const std::vector<Tensor>& forward_args, const std::vector<Tensor>& reverse_args,
+                                               const std::vector<int64_t>& sizes) {
+  std::vector<std::vector<Tensor>> results(2);
+  at::parallel_for(0, 2, 1, [&](int64_t d0, int64_t d1) {
+    at::NoGradGuard no_grad;
+    for (int64_t d = d0; d < d1; ++d) {
+      const std::vector<Tensor>& a = d == 0 ? forward_args : reverse_args;
+      results[d] = backward(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], sizes, d == 1);
+    }
+  });
+  return results;
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("forward_both", &forward_both, "Both directions of a bidirectional GRU layer's time loop, forward");
+  m.def("backward_both", &backward_both, "Both directions of a bidirectional GRU layer's time loop, backward");
   m.def("forward", &forward, "A GRU layer's time loop, forward");
   m.def("backward", &backward, "A GRU layer's time loop, backward");
 }
