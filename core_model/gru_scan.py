@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 
 _SOURCE = Path(__file__).with_name("csrc") / "gru_scan.cpp"
 # -march=native: the build is per machine (the extension's name carries the CPU's flags).
-# -ffast-math lets GCC vectorise expf and tanhf through glibc's libmvec.
+# -ffast-math lets GCC vectorise expf and tanhf through glibc's libmvec. -fopenmp: at::parallel_for
+# splits a step's rows, or a layer's two directions, over the cores (through the libgomp PyTorch loaded).
 _CFLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp"]
 _LDFLAGS = ["-lmvec", "-fopenmp"]
 
