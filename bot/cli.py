@@ -95,6 +95,8 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ema", type=float, dest="ema_decay", metavar="DECAY",
                         help="keep a moving average of the weights with this decay (0: off)")
     parser.add_argument("--epochs", type=int, dest="max_epochs")
+    parser.add_argument("--patience", type=int, metavar="EPOCHS",
+                        help="epochs without a better validation score before training stops")
     parser.add_argument("--max-seconds", type=float)
     parser.add_argument("--max-steps", type=int)
     parser.add_argument("--threads", type=int)
@@ -112,7 +114,8 @@ def train_configs(args: argparse.Namespace, threads: int | None = None) -> tuple
     training = replace(training, **_given(args, ("batch_size", "learning_rate", "max_epochs",  # type: ignore[arg-type]
                                                  "max_seconds", "max_steps", "threads", "bf16",
                                                  "label_smoothing", "source_token_dropout",
-                                                 "source_token_deletion", "source_token_shuffle", "ema_decay")))
+                                                 "source_token_deletion", "source_token_shuffle", "ema_decay",
+                                                 "patience")))
     if args.train_seed is not None:
         training = replace(training, seed=args.train_seed)
     return model, training

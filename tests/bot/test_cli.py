@@ -219,3 +219,12 @@ def test_regularisation_options_override_the_preset() -> None:
     training, preset = train_configs(given)[1], train_configs(default)[1]
     assert (training.label_smoothing, training.source_token_dropout, training.source_token_deletion) == (0.0, 0.4, 0.1)
     assert (preset.label_smoothing, preset.source_token_dropout, preset.source_token_deletion) == (0.1, 0.2, 0.35)
+
+
+def test_patience_option_overrides_the_preset() -> None:
+    from bot.cli import build_parser, train_configs
+
+    parser = build_parser()
+    given = parser.parse_args(["train", "--data", "p.tsv", "--out", "m", "--patience", "25"])
+    default = parser.parse_args(["train", "--data", "p.tsv", "--out", "m"])
+    assert (train_configs(given)[1].patience, train_configs(default)[1].patience) == (25, 10)
