@@ -90,26 +90,24 @@ def _extension_name() -> str:
 
 
 class _Scan(torch.autograd.Function):
-    """One direction of one GRU layer over all time steps: (gi [T, B, 3H], h0 [B, H], w_hh, b_hh)
+    """A unidirectional GRU layer over all time steps: (gi [T, B, 3H], h0 [B, H], w_hh, b_hh)
     -> (output [T, B, H], final state [B, H])."""
 
     @staticmethod
-    def forward(ctx, gi: Tensor, h0: Tensor, w_hh: Tensor, b_hh: Tensor,
-                sizes: list[int], reverse: bool) -> tuple[Tensor, Tensor]:
+    def forward(ctx, gi: Tensor, h0: Tensor, w_hh: Tensor, b_hh: Tensor, sizes: list[int]) -> tuple[Tensor, Tensor]:
         extension = fused_gru()
         assert extension is not None
-        output, state, *saved = extension.forward(gi, h0, w_hh, b_hh, sizes, reverse)
+        output, state, *saved = extension.forward(gi, h0, w_hh, b_hh, sizes, False)
         ctx.save_for_backward(*saved)  # w_hh in gi's type first
-        ctx.sizes, ctx.reverse = sizes, reverse
+        ctx.sizes = sizes
         return output, state
 
     @staticmethod
     def backward(ctx, d_output: Tensor, d_state: Tensor):
         extension = fused_gru()
         assert extension is not None
-        d_gi, d_h0, d_w_hh, d_b_hh = extension.backward(d_output, d_state, *ctx.saved_tensors, ctx.sizes,
-                                                        ctx.reverse)
-        return d_gi, d_h0, d_w_hh, d_b_hh, None, None
+        d_gi, d_h0, d_w_hh, d_b_hh = extension.backward(d_output, d_state, *ctx.saved_tensors, ctx.sizes, False)
+        return d_gi, d_h0, d_w_hh, d_b_hh, None
 
 
 class _ScanBoth(torch.autograd.Function):
@@ -175,12 +173,11 @@ def scan_gru(rnn: nn.GRU, x: Tensor, h0: Tensor | None = None,
             out_f, final_f, out_r, final_r = _ScanBoth.apply(
                 F.linear(layer_input, wi_f, bi_f), F.linear(layer_input, wi_r, bi_r), start(2 * layer),
                 start(2 * layer + 1), wh_f, wh_r, bh_f, bh_r, sizes)
-            outputs, finals = [out_f, out_r], finals + [final_f, final_r]
+            layer_input, finals = torch.cat([out_f, out_r], dim=-1), finals + [final_f, final_r]
         else:
             w_ih, b_ih, w_hh, b_hh = weights(layer, 0)
-            output, final = _Scan.apply(F.linear(layer_input, w_ih, b_ih), start(layer), w_hh, b_hh, sizes, False)
-            outputs, finals = [output], finals + [final]
-        layer_input = torch.cat(outputs, dim=-1) if D == 2 else outputs[0]
+            layer_input, final = _Scan.apply(F.linear(layer_input, w_ih, b_ih), start(layer), w_hh, b_hh, sizes)
+            finals.append(final)
         if layer < rnn.num_layers - 1:
             layer_input = dropped(layer_input, rnn.dropout)
     output, h_n = layer_input.transpose(0, 1), torch.stack(finals)
