@@ -1,4 +1,5 @@
 import json
+import math
 
 import numpy as np
 import pytest
@@ -20,7 +21,19 @@ def test_a_prompt_it_was_trained_on_is_its_own_nearest(memory: ReplyMemory) -> N
     for prompt, reply in zip(PROMPTS, REPLIES, strict=True):
         first = memory.nearest(prompt, 1)[0]
         assert (first.prompt, first.reply) == (prompt, reply)
-        assert first.similarity == pytest.approx(1.0, abs=1e-5)
+        # the same prompt is similar as 1, less the prior of a reply no other pair has
+        assert 0.9 < first.similarity < 1
+        assert first.similarity == pytest.approx(1.0 - reply_memory.REPLY_PRIOR * math.log(2), abs=1e-5)
+
+
+def test_a_reply_many_pairs_share_counts_against_its_pair() -> None:
+    # The same prompt twice: one got a reply of its own, the other the stock answer of three more pairs.
+    stock = "좋은 생각이에요."
+    memory = ReplyMemory(["배고파", "배고파", "심심해", "피곤해", "졸려"], [stock, "뭐 좀 드세요.", stock, stock, stock])
+    first, second = memory.nearest("배고파", 2)
+    assert (first.reply, second.reply) == ("뭐 좀 드세요.", stock)
+    gap = first.similarity - second.similarity
+    assert gap > 0.05 and gap == pytest.approx(reply_memory.REPLY_PRIOR * math.log(5 / 2), abs=1e-5)
 
 
 def test_a_reworded_prompt_finds_the_prompts_that_share_its_characters(memory: ReplyMemory) -> None:
@@ -125,7 +138,9 @@ def _unit(*values: float) -> np.ndarray:
     return vector / np.linalg.norm(vector)
 
 
-def test_given_vectors_the_prompts_nearest_in_characters_are_ranked_by_a_blend_with_their_cosine() -> None:
+def test_given_vectors_the_prompts_nearest_in_characters_are_ranked_by_a_blend_with_their_cosine(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(reply_memory, "REPLY_PRIOR", 0.0)  # the blend alone
     vectors = {"배고파": _unit(1, 0, 0), "배가 너무 고파요": _unit(0, 1, 0)}
     seen: list[list[str]] = []
 
