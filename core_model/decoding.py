@@ -10,9 +10,8 @@ An empty source (a prompt that tokenizes to nothing) gets an empty reply without
 A single guided prompt's greedy reply reads each neighbour reply it follows in one decoder call
 (_greedy_reading_drafts): the same reply, in about 3 ms where a step at a time took 5 (Korean).
 It takes each token the guides bind without computing that position's distribution, as a batch
-does, and finds the tokens bound at every position of a draft in one pass (GuideRows.along):
-English chat replies (ccc_chitchat), which follow a neighbour's for many tokens, took 4.18-4.30 ms
-at the median against 5.5 (4.95-5.0 with the first alone), the same replies.
+does: English chat replies (ccc_chitchat), which follow a neighbour's for many tokens, took 4.95-5.0
+ms at the median against 5.5, and one at a time ran 184-191 replies/s against 161-166.
 In a batch, greedy decoding computes the output layer only for the rows whose next token the
 guides leave to the model (_next_tokens). A reply the guides bind to its end (the neighbour
 replies it follows go on alike once the token they bind next is written, GuideRows.bound_rests)
@@ -244,38 +243,43 @@ def _greedy_reading_drafts(model: Seq2Seq, memory: Memory, state: State, src: Te
     reply: list[int] = []
     log_prob = 0.0  # of the tokens chosen so far, under the distribution each was chosen from
     token = GO_ID
-    share = config.neighbour_share
+    generated = torch.empty((1, 0), dtype=torch.long)
     while len(reply) < max_length:
         inputs = ([token] + guides.draft()[:-1])[: max_length - len(reply)]  # [T]: the last token, then the draft's
         features, state_after_all = model.decode(torch.tensor([inputs]), state, memory)  # [1, T, H]
         logits = None  # [T, V], once a position needs its distribution
-        # the token the guides bind at each position while the choices are the draft's (-1: none)
-        bound = [-1] * len(inputs) if scored else guides.along(inputs[1:]).forced(share).tolist()
-        chosen: list[int] = []  # since guides last advanced
         for position in range(len(inputs)):
-            token = bound[position]
-            if token < 0 or (token == EOS_ID and len(reply) < config.min_length):  # as _next_tokens
-                guides, chosen = guides.advance_by(chosen), []
+            bound = -1 if scored else _bound_token(guides, config, len(reply))
+            if bound >= 0:
+                chosen = torch.tensor([bound])
+            else:
                 if logits is None:
                     logits = model.logits(features[0]).float()
                 # Once no neighbour's reply is followed, the scores are the model's logits, blocked
                 # in place: the token's log-probability needs their normaliser from before that.
                 normaliser = 0.0 if guides.active else float(logsumexp_rows(logits[position : position + 1]))
-                scores = choice_scores(logits[position : position + 1], guides,
-                                       torch.tensor([reply], dtype=torch.long), src, config)  # [1, V]
-                token = int(argmax_rows(scores))
-                log_prob += float(scores[0, token]) - normaliser
-            chosen.append(token)
+                scores = choice_scores(logits[position : position + 1], guides, generated, src, config)  # [1, V]
+                chosen = argmax_rows(scores)  # [1]
+                log_prob += float(scores[0, chosen]) - normaliser
+            generated = torch.cat([generated, chosen.unsqueeze(1)], dim=1)
+            guides = guides.advance(chosen)
+            token = int(chosen)
             if token == EOS_ID:
                 yield [(0, [Hypothesis(log_prob / length_penalty(len(reply) + 1, config.length_penalty), reply)])]
                 return
             reply.append(token)
             if position + 1 == len(inputs) or inputs[position + 1] != token:
                 break  # the draft's next position was computed from another token
-        guides = guides.advance_by(chosen)
         read = position + 1  # the inputs whose reading stands
         state = state_after_all if read == len(inputs) else model.decode(torch.tensor([inputs[:read]]), state, memory)[1]
     yield [(0, [Hypothesis(log_prob / length_penalty(max_length, config.length_penalty), reply)])]  # cut
+
+
+def _bound_token(guides: GuideRows, config: DecodeConfig, length: int) -> int:
+    """The token the guides bind one row's greedy choice to (GuideRows.forced), or -1 where the
+    model decides: <eos> is not bound before the reply's minimum length."""
+    token = int(guides.forced(config.neighbour_share)[0])
+    return -1 if token == EOS_ID and length < config.min_length else token
 
 
 def _sample(logits: Tensor, config: DecodeConfig, generator: torch.Generator | None) -> Tensor:

@@ -41,7 +41,6 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from core_model.reply_memory import Neighbour
@@ -100,34 +99,6 @@ class GuideRows:
             return replace(self, step=step)
         pulls = self.pulls * (self.replies[:, :, self.step] == tokens.unsqueeze(1))
         return replace(self, pulls=pulls, step=step, active=step < self.replies.size(2) and bool(pulls.any()))
-
-    def advance_by(self, tokens: Sequence[int]) -> GuideRows:
-        """The guides once every row's reply has grown by the same tokens: advance() for each of
-        them in turn, in one pass."""
-        if not tokens:
-            return self
-        step = self.step + len(tokens)
-        if not self.active:
-            return replace(self, step=step)
-        window = self.replies[:, :, self.step : step]  # [R, K, <= len(tokens)]: shorter past the replies' end
-        pulls = self.pulls * (window == torch.tensor(tokens[: window.size(2)])).all(dim=-1)
-        return replace(self, pulls=pulls, step=step, active=step < self.replies.size(2) and bool(pulls.any()))
-
-    def along(self, tokens: Sequence[int]) -> GuideRows:
-        """For the guides of one row: len(tokens) + 1 rows, row p being these guides once the reply
-        has grown by tokens[:p], all made in one pass (forced() then tells the token bound at every
-        place of a draft at once, where advance() would take a call per place)."""
-        places = len(tokens) + 1
-        if not self.active:
-            return replace(self, replies=self.replies.expand(places, -1, -1), pulls=self.pulls.expand(places, -1))
-        rest = self.replies[0, :, self.step :]  # [K, W]
-        width = rest.size(1)
-        padded = F.pad(rest, (0, places), value=PAD_ID)  # [K, W + places]
-        replies = padded.unfold(1, width, 1)[:, :places].transpose(0, 1)  # [places, K, W]: row p from place p
-        followed = (padded[:, : places - 1] == torch.tensor(list(tokens), dtype=torch.long)).to(self.pulls.dtype)
-        kept = torch.cat([torch.ones(rest.size(0), 1, dtype=followed.dtype), followed.cumprod(dim=1)], dim=1)  # [K, places]
-        kept[:, width:] = 0  # past the replies' end, as advance() leaves no pull active
-        return GuideRows(replies, (self.pulls[0].unsqueeze(1) * kept).t(), step=0, active=True)
 
     def draft(self) -> list[int]:
         """The rest of the neighbour reply the first row follows with the most weight, to its <eos>

@@ -97,24 +97,6 @@ def test_a_reply_is_bound_once_the_token_its_near_reply_binds_leaves_the_far_one
     assert rows.bound_rests(0.6) == [[5, 6, EOS_ID], None, [EOS_ID], None]
 
 
-@pytest.mark.parametrize("before", [[], [5], [5, 6], [9]])
-def test_the_guides_along_a_draft_are_those_advanced_a_token_at_a_time(before: list[int]) -> None:
-    rows = _rows(([5, 6, 7, EOS_ID], 0.5), ([5, 6, 8, 9, EOS_ID], 0.3), ([5, 4, 8, EOS_ID], 0.2))  # the last leaves, then meets again
-    rows = rows.advance_by(before)
-    draft = [6, 7, EOS_ID, 3] if before[:1] == [5] else [5, 6, 8, 9, EOS_ID]
-    along, stepped = rows.along(draft), rows
-    assert along.pulls.size(0) == len(draft) + 1
-    for place in range(len(draft) + 1):
-        here = along.select(torch.tensor([place]))
-        for share in (0.6, 0.9):
-            assert torch.equal(here.forced(share), stepped.forced(share))
-        assert torch.equal(here.mix(torch.zeros(1, V), 0.6), stepped.mix(torch.zeros(1, V), 0.6))
-        if place < len(draft):
-            stepped = stepped.advance(torch.tensor([draft[place]]))
-    by = rows.advance_by(draft)
-    assert (by.step, by.active) == (stepped.step, stepped.active) and torch.equal(by.pulls, stepped.pulls)
-
-
 @pytest.mark.parametrize("max_length", [2, GREEDY.max_length])
 def test_replies_the_guides_bind_to_their_end_are_written_without_the_decoder(
         tokenizer: Tokenizer, max_length: int) -> None:
