@@ -9,9 +9,6 @@ the model's distribution only: a neighbour's reply that repeats itself may be fo
 An empty source (a prompt that tokenizes to nothing) gets an empty reply without running the model.
 A single guided prompt's greedy reply reads each neighbour reply it follows in one decoder call
 (_greedy_reading_drafts): the same reply, in about 3 ms where a step at a time took 5 (Korean).
-It takes each token the guides bind without computing that position's distribution, as a batch
-does: English chat replies (ccc_chitchat), which follow a neighbour's for many tokens, took 4.95-5.0
-ms at the median against 5.5, and one at a time ran 184-191 replies/s against 161-166.
 In a batch, greedy decoding computes the output layer only for the rows whose next token the
 guides leave to the model (_next_tokens). A reply the guides bind to its end (the neighbour
 replies it follows go on alike once the token they bind next is written, GuideRows.bound_rests)
@@ -154,7 +151,7 @@ def _step_by_step(model: Seq2Seq, memory: Memory, state: State, src: Tensor, gui
         if rest is not None and len(rest) - 1 >= config.min_length:  # as the batch loop below writes it
             yield [(0, rest[:-1][:max_length])]
             return
-        for finished in _greedy_reading_drafts(model, memory, state, src, guides, config, max_length, scored=False):
+        for finished in _greedy_reading_drafts(model, memory, state, src, guides, config, max_length):
             yield [(row, hypotheses[0].ids) for row, hypotheses in finished]
         return
     generator = None
@@ -223,8 +220,7 @@ def _next_tokens(model: Seq2Seq, features: Tensor, guides: GuideRows | None, for
 
 
 def _greedy_reading_drafts(model: Seq2Seq, memory: Memory, state: State, src: Tensor, guides: GuideRows,
-                           config: DecodeConfig, max_length: int,
-                           scored: bool = True) -> Iterator[Finished[list[Hypothesis]]]:
+                           config: DecodeConfig, max_length: int) -> Iterator[Finished[list[Hypothesis]]]:
     """Greedy decoding of one guided prompt, the same reply to the token as _step_by_step's, in
     fewer decoder calls, as the one hypothesis of a beam search of width 1, with that search's score
     (the guided mixture's log-probability, length-normalised).
@@ -235,10 +231,6 @@ def _greedy_reading_drafts(model: Seq2Seq, memory: Memory, state: State, src: Te
     chooses them: while each choice is the draft's token, the next position's distribution is the
     one that loop would compute. At the first choice that is not, the decoder goes on from there.
     (Speculative decoding with a retrieved reply as the draft, as in He et al. 2023, "REST".)
-
-    scored=False, for greedy decoding (which keeps the ids alone): a token the guides bind is taken
-    as _next_tokens takes it, without its distribution, which is computed only where the model
-    decides (the hypothesis's score then counts those tokens only).
     """
     reply: list[int] = []
     log_prob = 0.0  # of the tokens chosen so far, under the distribution each was chosen from
@@ -247,20 +239,14 @@ def _greedy_reading_drafts(model: Seq2Seq, memory: Memory, state: State, src: Te
     while len(reply) < max_length:
         inputs = ([token] + guides.draft()[:-1])[: max_length - len(reply)]  # [T]: the last token, then the draft's
         features, state_after_all = model.decode(torch.tensor([inputs]), state, memory)  # [1, T, H]
-        logits = None  # [T, V], once a position needs its distribution
+        logits = model.logits(features[0]).float()  # [T, V]
         for position in range(len(inputs)):
-            bound = -1 if scored else _bound_token(guides, config, len(reply))
-            if bound >= 0:
-                chosen = torch.tensor([bound])
-            else:
-                if logits is None:
-                    logits = model.logits(features[0]).float()
-                # Once no neighbour's reply is followed, the scores are the model's logits, blocked
-                # in place: the token's log-probability needs their normaliser from before that.
-                normaliser = 0.0 if guides.active else float(logsumexp_rows(logits[position : position + 1]))
-                scores = choice_scores(logits[position : position + 1], guides, generated, src, config)  # [1, V]
-                chosen = argmax_rows(scores)  # [1]
-                log_prob += float(scores[0, chosen]) - normaliser
+            # Once no neighbour's reply is followed, the scores are the model's logits, blocked
+            # in place: the token's log-probability needs their normaliser from before that.
+            normaliser = 0.0 if guides.active else float(logsumexp_rows(logits[position : position + 1]))
+            scores = choice_scores(logits[position : position + 1], guides, generated, src, config)  # [1, V]
+            chosen = argmax_rows(scores)  # [1]
+            log_prob += float(scores[0, chosen]) - normaliser
             generated = torch.cat([generated, chosen.unsqueeze(1)], dim=1)
             guides = guides.advance(chosen)
             token = int(chosen)
@@ -273,13 +259,6 @@ def _greedy_reading_drafts(model: Seq2Seq, memory: Memory, state: State, src: Te
         read = position + 1  # the inputs whose reading stands
         state = state_after_all if read == len(inputs) else model.decode(torch.tensor([inputs[:read]]), state, memory)[1]
     yield [(0, [Hypothesis(log_prob / length_penalty(max_length, config.length_penalty), reply)])]  # cut
-
-
-def _bound_token(guides: GuideRows, config: DecodeConfig, length: int) -> int:
-    """The token the guides bind one row's greedy choice to (GuideRows.forced), or -1 where the
-    model decides: <eos> is not bound before the reply's minimum length."""
-    token = int(guides.forced(config.neighbour_share)[0])
-    return -1 if token == EOS_ID and length < config.min_length else token
 
 
 def _sample(logits: Tensor, config: DecodeConfig, generator: torch.Generator | None) -> Tensor:
