@@ -209,7 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    use_huge_pages()  # before the first tensor exists
+    if not (args.command == "bench" and args.bench == "infer"):  # it times serving as the bot's decoding process runs it
+        use_huge_pages()  # before the first tensor exists
     use_large_kernel_cache()  # before the first matrix product
     try:
         settings = load_settings()

@@ -27,6 +27,7 @@ from typing import Any
 from core_model.checkpoint import CheckpointError, LoadedModel
 from core_model.config import DecodeConfig
 from core_model.engine import EngineStats, settle_together
+from core_model.numerics import serving_environment
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,8 @@ class ProcessEngine:
         """Start the child and wait until its model is loaded (blocking: call before serving)."""
         if self._reader is not None:
             return
-        self._process.start()
+        with serving_environment():
+            self._process.start()
         try:
             kind, *rest = self._results.get(timeout=START_TIMEOUT_S)
         except queue.Empty:

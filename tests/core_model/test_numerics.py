@@ -1,4 +1,5 @@
 import ctypes
+import os
 
 import pytest
 
@@ -41,3 +42,15 @@ def test_a_large_kernel_cache_is_asked_for_unless_the_environment_says(monkeypat
     monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16")
     numerics.use_large_kernel_cache()
     assert numerics.os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "16"
+
+
+@pytest.mark.parametrize("before", [None, "1"])
+def test_a_decoding_process_is_started_without_huge_pages(monkeypatch: pytest.MonkeyPatch, before: str | None) -> None:
+    if before is None:
+        monkeypatch.delenv("THP_MEM_ALLOC_ENABLE", raising=False)
+    else:
+        monkeypatch.setenv("THP_MEM_ALLOC_ENABLE", before)
+    with numerics.serving_environment():
+        assert os.environ["THP_MEM_ALLOC_ENABLE"] == "0"
+    assert os.environ.get("THP_MEM_ALLOC_ENABLE") == before  # the parent's own setting is back
+
