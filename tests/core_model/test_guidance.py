@@ -205,10 +205,10 @@ def _guided_by_two_others(tokenizer: Tokenizer) -> tuple[list[list[int]], list[G
     return sources, guides
 
 
-def test_one_guided_greedy_reply_reads_drafts_to_the_same_reply_as_the_step_by_step_loop(
-        trained: Seq2Seq, tokenizer: Tokenizer) -> None:
-    # One prompt's greedy decoding reads a neighbour's reply in one decoder call and goes on from
-    # where its reply leaves it; a batch decodes a step at a time.
+def test_one_guided_greedy_reply_is_the_one_it_gets_in_a_batch(trained: Seq2Seq, tokenizer: Tokenizer) -> None:
+    # Replies that follow a neighbour's part of the way, leave it, and end at different steps: the
+    # rows leaving the batch must not change the others' (the test after this one checks that
+    # reading drafts, as beam search's greedy candidate does for one prompt, gives the same reply).
     sources, guides = _guided_by_two_others(tokenizer)
     served = packed_for_serving(trained)  # as the bot decodes: fp16 matrices
     left_part_way = 0
