@@ -176,7 +176,7 @@ def test_a_neighbours_reply_that_repeats_itself_is_followed_to_its_end(tokenizer
     sources = [tokenizer.encode(p.prompt) for p in PAIRS[:2]]
     # sampling strays with a chance of 1e-6 a token
     blocking = replace(config, no_repeat_ngram=3, neighbour_share=0.999999, max_length=8)
-    # one prompt (beam search of three reads the draft in one call for its greedy candidate)
+    # one prompt alone
     assert generate(model, sources[:1], blocking, [[(refrain + [EOS_ID], 1.0)]]) == [refrain]
     # and a batch, whose other prompt follows no neighbour: its reply still may not repeat itself
     following, alone = generate(model, sources, blocking, [[(refrain + [EOS_ID], 1.0)], []])
