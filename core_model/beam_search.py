@@ -10,7 +10,7 @@ from torch import Tensor
 from core_model.config import DecodeConfig
 from core_model.guidance import GuideRows
 from core_model.model import Memory, Seq2Seq, State
-from core_model.row_ops import logsumexp_rows, topk_rows
+from core_model.row_ops import topk_rows
 from core_model.search_steps import (
     NEG_INF,
     Finished,
@@ -43,8 +43,7 @@ def beam_search(model: Seq2Seq, memory: Memory, state: State, src: Tensor, guide
         A = len(alive)
         logits, state = model.decode_step(tokens, state, memory)  # [A*width, V]
         # Normalised before the constraints, so a blocked token's probability is dropped, not shared out.
-        log_probs = logits.float()
-        log_probs -= logsumexp_rows(log_probs)  # [A*width, V]
+        log_probs = torch.log_softmax(logits.float(), dim=-1)  # [A*width, V]
         step_scores = next_scores(log_probs, guides, generated, prompts, config)
         # The best 2K continuations of the beams are among each beam's own best 2K.
         best, best_tokens = topk_rows(step_scores, 2 * K)  # [A*width, 2K]
