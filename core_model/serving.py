@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from core_model import checkpoint
 from core_model.batching import source_ids
@@ -46,7 +46,46 @@ def packed_for_serving(model: Seq2Seq, *, in_place: bool = False) -> Seq2Seq:
         warnings.simplefilter("ignore")  # the eager-mode API's notice that torchao is its successor
         torch.ao.quantization.quantize_dynamic(serving, {nn.Linear, nn.GRU, nn.LSTM}, dtype=torch.float16,
                                                inplace=True)
+    _call_kernels_directly(serving)
     return serving
+
+
+class _Fp16Linear(nn.Module):
+    """A linear layer packed as fp16 weights, calling fbgemm's kernel directly."""
+
+    def __init__(self, quantized: torch.ao.nn.quantized.dynamic.Linear) -> None:
+        super().__init__()
+        self.packed = quantized._packed_params._packed_params
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.ops.quantized.linear_dynamic_fp16(x, self.packed)
+
+
+class _Fp16Gru(nn.Module):
+    """The decoder's GRU packed as fp16 weights, calling its kernel directly (inputs batch first,
+    never a PackedSequence: the decoder gets none)."""
+
+    def __init__(self, quantized: torch.ao.nn.quantized.dynamic.GRU) -> None:
+        super().__init__()
+        self.weights = [packed.param for packed in quantized._all_weight_values]
+        self.bias, self.layers = quantized.bias, quantized.num_layers
+
+    def forward(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        return torch.quantized_gru(x, state, self.weights, self.bias, self.layers, 0.0, False, False, True)
+
+
+def _call_kernels_directly(serving: Seq2Seq) -> None:
+    """Replace torch's dynamic quantized modules on the decoder's path by ones calling the same
+    kernels directly: torch's check their arguments and settings in Python at every call, 30 us of
+    a decoder step's 420 for 5 rows. The same replies to the bit; beam-5 replies of the default
+    model 3% faster (in one process, alternating prompt by prompt: 21.32 ms against 22.02 at the
+    median). The encoder keeps torch's GRU, which also takes the PackedSequence of a batch."""
+    for name, module in list(serving.named_modules()):
+        if isinstance(module, torch.ao.nn.quantized.dynamic.Linear):
+            parent, _, attribute = name.rpartition(".")
+            setattr(serving.get_submodule(parent), attribute, _Fp16Linear(module))
+    if isinstance(serving.decoder, torch.ao.nn.quantized.dynamic.GRU):
+        serving.decoder = _Fp16Gru(serving.decoder)  # type: ignore[assignment]  # serving only calls it
 
 
 def load_for_serving(path: Path | str) -> LoadedModel:

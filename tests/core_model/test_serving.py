@@ -1,9 +1,11 @@
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
+from core_model import serving
 from core_model.batching import source_ids
 from core_model.config import DecodeConfig
 from core_model.decoding import generate
@@ -30,6 +32,23 @@ def test_packed_model_gives_the_same_distributions(trained: Seq2Seq, tokenizer: 
         served, _ = packed(src, torch.tensor([src.size(1)]), tgt)
     assert torch.allclose(exact.softmax(-1), served.softmax(-1), atol=1e-2)
     assert generate(packed, _sources(tokenizer), GREEDY) == generate(trained, _sources(tokenizer), GREEDY)
+
+
+def test_the_packed_model_calls_its_kernels_directly_with_the_same_results(
+        trained: Seq2Seq, tokenizer: Tokenizer, monkeypatch: pytest.MonkeyPatch) -> None:
+    direct = packed_for_serving(trained)
+    monkeypatch.setattr(serving, "_call_kernels_directly", lambda model: None)
+    through_torch = packed_for_serving(trained)  # torch's dynamic quantized modules
+    assert isinstance(direct.decoder, serving._Fp16Gru) and isinstance(direct.output, serving._Fp16Linear)
+    assert not isinstance(through_torch.output, serving._Fp16Linear)
+    src = pad_sequence([torch.tensor(source) for source in _sources(tokenizer)], batch_first=True)  # PAD_ID 0
+    lengths = (src != 0).sum(dim=1)
+    tgt = torch.tensor([[1, 5, 6]] * src.size(0))
+    with torch.inference_mode():
+        assert torch.equal(direct(src, lengths, tgt)[0], through_torch(src, lengths, tgt)[0])
+        memory, state = through_torch.encode(src, lengths)
+        ours, theirs = (model.decode_step(tgt[:, 1], state, memory) for model in (direct, through_torch))
+        assert torch.equal(ours[0], theirs[0]) and torch.equal(ours[1], theirs[1])  # logits, state
 
 
 def test_a_packed_reply_does_not_depend_on_its_batch(trained: Seq2Seq, tokenizer: Tokenizer) -> None:
