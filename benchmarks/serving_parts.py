@@ -5,7 +5,10 @@ thread with the model packed for serving (`chatbot bench infer` times the whole 
     python benchmarks/serving_parts.py MODEL_DIR ../shared/data/korean_chatbot/valid.tsv [--batch 64] [--prompts 512]
 
 Prints one JSON object: mean milliseconds per batch for each part, alone (batch 1) and batched,
-and how many decoder calls a batch made.
+how many decoder calls a batch made, and `batching_ceiling`: one prompt's time alone over the
+encoder's and the lookup's time per prompt in the batch, the most that batching could gain per
+prompt even if the batch's decoding cost nothing. (The lookup sums each prompt's own postings, and
+the encoder runs each prompt's own tokens: in a batch they cost less per prompt, but not nothing.)
 """
 
 from __future__ import annotations
@@ -81,6 +84,9 @@ def main() -> None:
         result[f"batch_{size}_ms"] = {name: round(total / len(batches) * 1000, 3) for name, total in totals.items()}
         result[f"batch_{size}_ms"]["total"] = round(sum(totals.values()) / len(batches) * 1000, 3)
         result[f"batch_{size}_decoder_calls"] = round(decoder_calls / len(batches), 2)
+    alone, batched = result["batch_1_ms"], result[f"batch_{args.batch}_ms"]
+    per_prompt = (batched["encoder"] + batched["lookup"]) / args.batch
+    result["batching_ceiling"] = round(alone["total"] / per_prompt, 1)
     print(json.dumps(result))
 
 
