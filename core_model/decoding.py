@@ -7,12 +7,10 @@ no n-gram copied from the prompt), so beam search of width 1 equals greedy decod
 distribution mixed with the guides' (core_model/guidance.py), and the n-gram blocking applies to
 the model's distribution only: a neighbour's reply that repeats itself may be followed to its end.
 An empty source (a prompt that tokenizes to nothing) gets an empty reply without running the model.
-Beam search's greedy candidate for a single prompt reads each neighbour reply it follows in one
-decoder call (_beam_of_one, _greedy_reading_drafts). Greedy decoding itself goes a step at a time,
-alone as in a batch: the step loop takes the tokens the guides bind without the output layer and
-writes out a reply bound to its end without the decoder, and that is now the faster way for one
-prompt too (English chat, ccc_chitchat: 3.03-3.13 ms at the median against 4.22-4.37 reading
-drafts; Korean 1.28-1.30 against 1.22-1.25, and 528-578 replies/s one at a time against 503-541).
+Greedy decoding goes a step at a time, alone as in a batch: it takes the tokens the guides bind
+without the output layer and writes out a reply bound to its end without the decoder. (Reading each
+neighbour reply a prompt follows in one decoder call, as speculative decoding reads a draft, was
+slower for one prompt: English chat 4.22-4.37 ms at the median against 3.03-3.13.)
 In a batch, greedy decoding computes the output layer only for the rows whose next token the
 guides leave to the model (_next_tokens). A reply the guides bind to its end (the neighbour
 replies it follows go on alike once the token they bind next is written, GuideRows.bound_rests)
@@ -33,14 +31,13 @@ from core_model.beam_search import beam_search
 from core_model.config import DecodeConfig
 from core_model.guidance import Guide, GuideRows
 from core_model.model import Memory, Seq2Seq, State
-from core_model.row_ops import argmax_rows, logsumexp_rows
+from core_model.row_ops import argmax_rows
 from core_model.search_steps import (
     NEG_INF,
     Finished,
     Hypothesis,
     Result,
     choice_scores,
-    length_penalty,
     select_rows,
 )
 from core_model.tokenizer import EOS_ID, GO_ID, PAD_ID
@@ -100,8 +97,7 @@ def candidates_as_done(model: Seq2Seq, sources: Sequence[Sequence[int]], config:
                        encoded: Encoded | None = None) -> Iterator[Finished[list[Hypothesis]]]:
     """candidates(), handing over each source's n-best list at the step its search ends.
     encoded: the sources as encode() gave them, if already encoded."""
-    yield from _search_non_empty(model, sources, config, guides, beam_search if config.beam_width > 1 else _beam_of_one,
-                                 encoded)
+    yield from _search_non_empty(model, sources, config, guides, beam_search, encoded)
 
 
 def reply_limit(model: Seq2Seq, config: DecodeConfig) -> int:
@@ -215,48 +211,6 @@ def _next_tokens(model: Seq2Seq, features: Tensor, guides: GuideRows | None, for
     return tokens
 
 
-def _greedy_reading_drafts(model: Seq2Seq, memory: Memory, state: State, src: Tensor, guides: GuideRows,
-                           config: DecodeConfig, max_length: int) -> Iterator[Finished[list[Hypothesis]]]:
-    """Greedy decoding of one guided prompt, the same reply to the token as _step_by_step's, in
-    fewer decoder calls, as the one hypothesis of a beam search of width 1, with that search's score
-    (the guided mixture's log-probability, length-normalised).
-
-    While the reply follows a neighbour's, greedy decoding mostly writes that reply's next tokens
-    (the guide's draft). The decoder reads the whole draft in one call, as in training, and the
-    tokens are then chosen one by one from those positions' distributions as the step-by-step loop
-    chooses them: while each choice is the draft's token, the next position's distribution is the
-    one that loop would compute. At the first choice that is not, the decoder goes on from there.
-    (Speculative decoding with a retrieved reply as the draft, as in He et al. 2023, "REST".)
-    """
-    reply: list[int] = []
-    log_prob = 0.0  # of the tokens chosen so far, under the distribution each was chosen from
-    token = GO_ID
-    generated = torch.empty((1, 0), dtype=torch.long)
-    while len(reply) < max_length:
-        inputs = ([token] + guides.draft()[:-1])[: max_length - len(reply)]  # [T]: the last token, then the draft's
-        features, state_after_all = model.decode(torch.tensor([inputs]), state, memory)  # [1, T, H]
-        logits = model.logits(features[0]).float()  # [T, V]
-        for position in range(len(inputs)):
-            # Once no neighbour's reply is followed, the scores are the model's logits, blocked
-            # in place: the token's log-probability needs their normaliser from before that.
-            normaliser = 0.0 if guides.active else float(logsumexp_rows(logits[position : position + 1]))
-            scores = choice_scores(logits[position : position + 1], guides, generated, src, config)  # [1, V]
-            chosen = argmax_rows(scores)  # [1]
-            log_prob += float(scores[0, chosen]) - normaliser
-            generated = torch.cat([generated, chosen.unsqueeze(1)], dim=1)
-            guides = guides.advance(chosen)
-            token = int(chosen)
-            if token == EOS_ID:
-                yield [(0, [Hypothesis(log_prob / length_penalty(len(reply) + 1, config.length_penalty), reply)])]
-                return
-            reply.append(token)
-            if position + 1 == len(inputs) or inputs[position + 1] != token:
-                break  # the draft's next position was computed from another token
-        read = position + 1  # the inputs whose reading stands
-        state = state_after_all if read == len(inputs) else model.decode(torch.tensor([inputs[:read]]), state, memory)[1]
-    yield [(0, [Hypothesis(log_prob / length_penalty(max_length, config.length_penalty), reply)])]  # cut
-
-
 def _sample(logits: Tensor, config: DecodeConfig, generator: torch.Generator | None) -> Tensor:
     logits = logits / max(config.temperature, 1e-5)  # [B, V]
     if config.top_k > 0:
@@ -268,15 +222,3 @@ def _sample(logits: Tensor, config: DecodeConfig, generator: torch.Generator | N
         drop = probs.cumsum(dim=-1) - probs > config.top_p  # keeps at least the top token
         logits = logits.scatter(1, order, ordered.masked_fill(drop, NEG_INF))
     return torch.multinomial(logits.softmax(dim=-1), 1, generator=generator).squeeze(1)  # [B]
-
-
-def _beam_of_one(model: Seq2Seq, memory: Memory, state: State, src: Tensor, guides: GuideRows | None,
-                 config: DecodeConfig, max_length: int) -> Iterator[Finished[list[Hypothesis]]]:
-    """Beam search of width 1, which is greedy decoding: one guided prompt's reads the neighbours'
-    replies as drafts (the default beam search's reranking takes greedy's reply as a candidate:
-    `chatbot bench infer`'s beam-5 p50 fell from 16.8-17.2 to 13.4-13.8 ms, the same replies)."""
-    if src.size(0) > 1 or guides is None:
-        yield from beam_search(model, memory, state, src, guides, config, max_length)
-    else:
-        yield from _greedy_reading_drafts(model, memory, state, src, guides, config, max_length)
-

@@ -100,14 +100,6 @@ class GuideRows:
         pulls = self.pulls * (self.replies[:, :, self.step] == tokens.unsqueeze(1))
         return replace(self, pulls=pulls, step=step, active=step < self.replies.size(2) and bool(pulls.any()))
 
-    def draft(self) -> list[int]:
-        """The rest of the neighbour reply the first row follows with the most weight, to its <eos>
-        ([] when it follows none): the reply that greedy decoding is likeliest to write next."""
-        if not self.active or not bool(self.pulls[0].any()):
-            return []
-        rest = self.replies[0, int(self.pulls[0].argmax()), self.step :].tolist()
-        return rest[: rest.index(EOS_ID) + 1] if EOS_ID in rest else rest
-
     def forced(self, share: float) -> Tensor:
         """[R] the token each row's greedy choice is bound to whatever the model's distribution,
         -1 where the model decides. The mixture gives a token share * its pull (its replies'

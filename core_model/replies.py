@@ -107,17 +107,31 @@ def _consensus_text(tokenizer: Tokenizer, hypotheses: list[Hypothesis], limit: i
 def _closest_to_neighbours(model: Seq2Seq, tokenizer: Tokenizer, sources: Sequence[Sequence[int]],
                            config: DecodeConfig, neighbours: list[list[Neighbour]],
                            guides: list[Guide] | None, encoded: Encoded | None) -> Iterator[list[tuple[int, str]]]:
-    # Greedy's reply (a beam of one) joins the n-best: it is often a better reply than any beam
-    # finds (held-out Korean, see reranking). Both searches start from one run of the encoder.
+    # Greedy's reply joins the n-best: it is sometimes a better reply than any beam finds (held-out
+    # Korean, see reranking). Both searches start from one run of the encoder. Greedy's reply is
+    # almost always one of beam search's own (for all 200 Korean validation prompts tried, and 198
+    # of 200 bundled ones with the default model), and then has its score there; only otherwise is
+    # a search of width 1 run for its score. Greedy decoding itself is cheap (it takes the tokens
+    # the guides bind without the output layer): the same replies as when greedy's reply always came
+    # with its score, and beam-5 replies one at a time 6-10% faster (default model 18.9-19.5 ms
+    # against 20.3-20.5 at the median, Korean 11.2 against 11.9-12.2, English chat 37.8 against 42.1).
     encoded = encoded or (encode(model, sources) if any(sources) else None)
-    greedy = candidates(model, sources, replace(config, beam_width=1), guides, encoded)
+    greedy: list[list[int]] = [[] for _ in sources]
+    for done in generate_as_done(model, sources, replace(config, strategy="greedy"), guides, encoded):
+        for index, ids in done:
+            greedy[index] = ids
     limit = reply_limit(model, config)
     for finished in candidates_as_done(model, sources, config, guides, encoded):
         chosen = []
         for index, hypotheses in finished:
             found: dict[str, Hypothesis] = {}
-            for hypothesis in hypotheses + greedy[index]:
+            for hypothesis in hypotheses:
                 found.setdefault(reply_text(tokenizer, hypothesis.ids, limit), hypothesis)
+            if sources[index] and reply_text(tokenizer, greedy[index], limit) not in found:
+                alone = candidates(model, [sources[index]], replace(config, beam_width=1),
+                                   [guides[index]] if guides is not None else None)[0]
+                for hypothesis in alone:
+                    found.setdefault(reply_text(tokenizer, hypothesis.ids, limit), hypothesis)
             texts = list(found)
             # Each candidate's score in the search that found it (the guided mixture's log-probability,
             # length-normalised), not the model's own: a guided reply follows a neighbour's reply where

@@ -207,8 +207,7 @@ def _guided_by_two_others(tokenizer: Tokenizer) -> tuple[list[list[int]], list[G
 
 def test_one_guided_greedy_reply_is_the_one_it_gets_in_a_batch(trained: Seq2Seq, tokenizer: Tokenizer) -> None:
     # Replies that follow a neighbour's part of the way, leave it, and end at different steps: the
-    # rows leaving the batch must not change the others' (the test after this one checks that
-    # reading drafts, as beam search's greedy candidate does for one prompt, gives the same reply).
+    # rows leaving the batch must not change the others'.
     sources, guides = _guided_by_two_others(tokenizer)
     served = packed_for_serving(trained)  # as the bot decodes: fp16 matrices
     left_part_way = 0
@@ -224,18 +223,18 @@ def test_one_guided_greedy_reply_is_the_one_it_gets_in_a_batch(trained: Seq2Seq,
     assert left_part_way  # some replies took a neighbour's first tokens, then left it
 
 
-def test_one_guided_prompts_beam_of_one_reads_drafts_to_the_reply_and_score_a_batch_finds(
-        trained: Seq2Seq, tokenizer: Tokenizer) -> None:
-    # The default beam search takes greedy's reply, with its score, as a candidate: for one prompt
-    # it is read by drafts, in a batch stepped as beam search steps.
+def test_guided_greedy_reply_is_the_one_a_search_of_width_one_finds(trained: Seq2Seq, tokenizer: Tokenizer) -> None:
+    # The default beam search looks greedy's reply up among its own candidates by that reply alone
+    # (core_model/replies.py), so greedy decoding and a search of width 1 must agree to the token.
     sources, guides = _guided_by_two_others(tokenizer)
     for base, share, max_length in itertools.product((GREEDY, DecodeConfig()), (0.2, 0.6), (GREEDY.max_length, 4)):
-        config = replace(base, strategy="beam", beam_width=1, neighbour_share=share, max_length=max_length)
+        greedy = replace(base, strategy="greedy", neighbour_share=share, max_length=max_length)
         for model in (trained, packed_for_serving(trained)):
-            batched = candidates(model, sources, config, guides)
-            alone = [candidates(model, [s], config, [g])[0] for s, g in zip(sources, guides, strict=True)]
-            assert [[h.ids for h in found] for found in alone] == [[h.ids for h in found] for found in batched]
-            assert [found[0].score for found in alone] == pytest.approx([found[0].score for found in batched], abs=1e-5)
+            found = candidates(model, sources, replace(greedy, strategy="beam", beam_width=1), guides)
+            alone = [candidates(model, [s], replace(greedy, strategy="beam", beam_width=1), [g])[0]
+                     for s, g in zip(sources, guides, strict=True)]
+            assert [h.ids for h, in found] == generate(model, sources, greedy, guides)
+            assert [[h.ids for h in hypotheses] for hypotheses in alone] == [[h.ids for h in f] for f in found]
 
 
 def test_a_guided_batch_does_not_end_a_reply_before_its_minimum_length(tokenizer: Tokenizer) -> None:

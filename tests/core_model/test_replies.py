@@ -1,12 +1,16 @@
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 
+from core_model import replies as replies_module
 from core_model.batching import source_ids
 from core_model.config import DecodeConfig
 from core_model.model import Seq2Seq
 from core_model.prompt_vectors import prompt_vectors
 from core_model.replies import reply_text, reply_texts
 from core_model.reply_memory import ReplyMemory
+from core_model.search_steps import Hypothesis
 from core_model.tokenizer import Tokenizer
 from tests.conftest import PAIRS
 
@@ -69,3 +73,19 @@ def test_with_vectors_a_prompt_sharing_no_character_with_the_memory_still_gets_a
     sources = [tokenizer.encode(text) for text in ["🦄", PAIRS[4].prompt, "你好", PAIRS[0].prompt]]
     replies = reply_texts(trained, tokenizer, sources, DecodeConfig(strategy=strategy), memory)  # type: ignore[arg-type]
     assert replies == ["", PAIRS[4].reply, "", tokenizer.decode(tokenizer.encode(PAIRS[0].reply))]
+
+
+def test_greedys_reply_is_reranked_with_its_own_score_when_beam_search_does_not_find_it(
+        trained: Seq2Seq, tokenizer: Tokenizer, monkeypatch: pytest.MonkeyPatch) -> None:
+    memory = ReplyMemory([p.prompt for p in PAIRS], [p.reply for p in PAIRS])
+    sources = [tokenizer.encode(p.prompt) for p in PAIRS[:3]]
+    beam = DecodeConfig(strategy="beam")
+    assert reply_texts(trained, tokenizer, sources, beam, memory) == [p.reply for p in PAIRS[:3]]
+    unlikely = tokenizer.encode(PAIRS[6].reply)
+
+    def beam_search_finding_only_an_unlikely_reply(*args: object, **kwargs: object) -> Iterator[list[tuple[int, list[Hypothesis]]]]:
+        yield [(index, [Hypothesis(-50.0, unlikely)]) for index in range(len(sources))]
+
+    monkeypatch.setattr(replies_module, "candidates_as_done", beam_search_finding_only_an_unlikely_reply)
+    # greedy's reply, scored by a search of width 1 of its own, still wins
+    assert reply_texts(trained, tokenizer, sources, beam, memory) == [p.reply for p in PAIRS[:3]]
