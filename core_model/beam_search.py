@@ -76,7 +76,7 @@ def beam_search(model: Seq2Seq, memory: Memory, state: State, src: Tensor, guide
             yield [(alive[a], _best_first(hypotheses[alive[a]])) for a in sorted(over)]
         if len(over) == A:
             return
-        reorder = (torch.arange(A).unsqueeze(1) * width + torch.tensor(next_beams)).view(-1)  # [A*K]
+        reorder = torch.tensor([a * width + beam for a, beams in enumerate(next_beams) for beam in beams])  # [A*K]
         tokens, scores = torch.tensor(next_tokens).view(-1), torch.tensor(kept_scores)  # [A*K], [A, K]
         generated = torch.cat([generated[reorder], tokens.view(-1, 1)], dim=1)  # [A*K, t+1]
         state = select_rows(state, reorder)
