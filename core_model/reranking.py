@@ -111,8 +111,12 @@ def _totals(grams: list[Counter[str]]) -> list[int]:
 
 
 def _matches(first: list[Counter[str]], second: list[Counter[str]]) -> list[int]:
-    """Per order, how many n-grams the two share (clipped counts)."""
-    return [sum(min(count, b[gram]) for gram, count in a.items() if gram in b) for a, b in zip(first, second, strict=True)]
+    """Per order, how many n-grams the two share (clipped counts). When either side holds each of its
+    n-grams once (most orders of most replies), that is the size of the keys' intersection, which
+    Python's sets count in C."""
+    return [len(a.keys() & b.keys()) if len(a) == a.total() or len(b) == b.total()
+            else sum(min(count, b[gram]) for gram, count in a.items() if gram in b)
+            for a, b in zip(first, second, strict=True)]
 
 
 def _chrf(matched: list[int], hypothesis_totals: list[int], reference_totals: list[int]) -> float:
