@@ -20,6 +20,8 @@ BEAM = DecodeConfig(strategy="beam", beam_width=4, no_repeat_ngram=0, rerank="no
     ("the cat sat on the mat", "a cat was sitting on a mat"),
     ("hello", "completely different"),
     ("same words", "same words"),
+    ("abc", "aaabbbccc"),  # each n-gram once on one side only
+    ("haha haha", "ha ha ha ha ha"),  # repeated on both sides
 ])
 def test_agreement_is_sentence_chrf(hypothesis: str, reference: str) -> None:
     expected = CHRF().sentence_score(hypothesis, [reference]).score / 100
